@@ -1,0 +1,37 @@
+# OCRFlow developer entry points. `make demo` and `make test` work on a fresh machine.
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# The CPU build of torch lies on local disk; installing it first keeps pip from pulling CUDA.
+TORCH_SPEC ?= torch==2.13.0
+EXTRAS ?= dev
+
+.PHONY: venv test lint typecheck demo bench clean
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install -q -e ".[$(EXTRAS)]"
+	touch $@
+
+lint: venv
+	$(BIN)/ruff check ocr_core components pipelines tests bench
+
+typecheck: venv
+	$(BIN)/mypy ocr_core
+
+test: venv lint
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests; rc=$$?; \
+	  if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 1; fi; exit $$rc
+
+demo: venv
+	$(BIN)/python -m ocr_core.demo
+
+bench: venv
+	$(BIN)/python bench/det_train_throughput.py
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info demo_out .pytest_cache

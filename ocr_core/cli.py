@@ -1,0 +1,87 @@
+"""The ``ocrflow`` command line.
+
+Each verb lives in ``ocr_core/commands/<verb>.py`` and defines:
+
+* ``HELP``: one-line summary,
+* ``add_arguments(parser)``: its flags,
+* ``run(args) -> int``: the work; returns the exit code.
+
+Verbs are imported only when used, so ``ocrflow --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from ocr_core.errors import OCRFlowError
+
+# verb -> module under ocr_core.commands (kept explicit so `--help` lists verbs without imports)
+VERBS: dict[str, tuple[str, str]] = {
+    "synth": ("synth", "Render a synthetic det or rec dataset (deterministic by seed)."),
+    "convert-labels": ("convert_labels", "Convert ICDAR2015 ground truth to PaddleOCR label files and back."),
+    "validate-data": ("validate_data", "Check det/rec label files and images; print statistics."),
+    "build-lmdb": ("build_lmdb", "Build a recognition LMDB (deep-text-recognition-benchmark layout)."),
+    "train": ("train", "Train a model from a PaddleOCR-style config (-c file -o Section.key=value)."),
+    "eval": ("evaluate", "Evaluate a checkpoint on the Eval dataset of a config."),
+    "infer": ("infer", "Run a checkpoint on images; write JSON results and visualizations."),
+    "extract": ("extract", "Extract one role (Student/Student2/Teacher) from a distillation checkpoint."),
+    "export": ("export", "Export a checkpoint to ONNX (or TensorRT) with embedded pre/post-processing."),
+    "predict": ("predict", "Run an exported ONNX model (no torch needed)."),
+    "weights": ("weights", "Import pretrained weights (official PP-OCRv3, PaddleOCR .pdparams, OpenOCR .pth)."),
+    "storage": ("storage", "Object storage helpers: serve an embedded S3 server, upload, download."),
+    "pipeline": ("pipeline", "Compile, run locally, submit or schedule the KFP training pipeline."),
+    "launch": ("launch", "Launch training as a Kubernetes PyTorchJob (or print it with --dry-run)."),
+}
+
+
+def _available() -> dict[str, tuple[str, str]]:
+    out = {}
+    for verb, (mod, helptext) in VERBS.items():
+        if importlib.util.find_spec(f"ocr_core.commands.{mod}") is not None:
+            out[verb] = (mod, helptext)
+    return out
+
+
+def build_parser(load_verb: str | None = None) -> argparse.ArgumentParser:
+    """The top-level parser; only ``load_verb``'s module is imported to add its flags."""
+    parser = argparse.ArgumentParser(
+        prog="ocrflow",
+        description="Train, evaluate and export PP-OCR-style text detection and recognition models.",
+    )
+    from ocr_core import __version__
+
+    parser.add_argument("--version", action="version", version=f"ocrflow {__version__}")
+    sub = parser.add_subparsers(dest="verb", metavar="VERB")
+    for verb, (mod, helptext) in _available().items():
+        p = sub.add_parser(verb, help=helptext, description=helptext)
+        if verb == load_verb:
+            module = importlib.import_module(f"ocr_core.commands.{mod}")
+            module.add_arguments(p)
+            p.set_defaults(_module=module)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``ocrflow`` console script."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    verb = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser(verb if verb in _available() else None)
+    args = parser.parse_args(argv)
+    if getattr(args, "_module", None) is None:
+        parser.print_help()
+        return 0 if not argv or argv[0] in ("-h", "--help") else 2
+    try:
+        return int(args._module.run(args) or 0)
+    except OCRFlowError as exc:
+        print(f"ocrflow {args.verb}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"ocrflow {args.verb}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,256 @@
+"""Typed validation of a resolved config.
+
+``Global``, ``Optimizer`` and the data ``loader`` sections are dataclasses here. Sections that
+name a registered component (``Architecture.Backbone``, ``Loss``, ``PostProcess``, ``Metric``,
+``Train.dataset`` and every transform) are checked against that component's constructor
+signature. Every error names the key path and the config file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Optional, Union
+
+from ocr_core.errors import ConfigError
+from ocr_core.registry import _hint_name, _type_ok, check_kwargs
+
+SECTIONS = ("Global", "Architecture", "Loss", "Optimizer", "PostProcess", "Metric", "Train", "Eval")
+
+
+@dataclass
+class GlobalConfig:
+    """``Global`` section. PaddleOCR keys are kept (some only for compatibility)."""
+
+    debug: bool = False
+    use_gpu: bool = True
+    device: Optional[str] = None  # "cpu" | "cuda" | "cuda:N"; default: cuda if use_gpu and available
+    epoch_num: int = 500
+    log_smooth_window: int = 20
+    print_batch_step: int = 10
+    save_model_dir: str = "./output/model"
+    save_epoch_step: int = 1
+    eval_batch_step: Union[int, list[int]] = field(default_factory=lambda: [0, 2000])
+    eval_batch_epoch: Optional[int] = None
+    cal_metric_during_train: bool = False
+    pretrained_model: Optional[str] = None
+    pretrained_strict: bool = False
+    pretrained_max_missing_ratio: float = 0.5
+    checkpoints: Optional[str] = None
+    save_inference_dir: Optional[str] = None
+    use_visualdl: bool = False
+    use_wandb: bool = False
+    infer_img: Optional[str] = None
+    infer_mode: bool = False
+    save_res_path: Optional[str] = None
+    distributed: bool = False
+    d2s_train_image_shape: Optional[list[int]] = None
+    use_amp: bool = False
+    amp_dtype: str = "float16"
+    amp_level: str = "O1"
+    scale_loss: float = 1024.0
+    use_dynamic_loss_scaling: bool = True
+    use_sync_bn: bool = False
+    character_dict_path: Optional[str] = None
+    character_type: Optional[str] = None
+    max_text_length: int = 25
+    use_space_char: bool = False
+    seed: int = 1024
+    num_threads: Optional[int] = None
+    channels_last: bool = False
+    max_steps: Optional[int] = None  # stop after this many iterations (smoke runs, benchmarks)
+    metrics_port: Optional[int] = None
+    model_name: Optional[str] = None
+    uniform_output_enabled: bool = False
+    export_with_pir: bool = False
+    log_ranks: Optional[str] = None
+    use_xpu: bool = False
+    use_npu: bool = False
+    use_mlu: bool = False
+
+
+@dataclass
+class LoaderConfig:
+    """``Train.loader`` / ``Eval.loader``."""
+
+    shuffle: bool = False
+    drop_last: bool = False
+    batch_size_per_card: int = 1
+    num_workers: int = 0
+    use_shared_memory: bool = True
+    collate_fn: Optional[str] = None
+    persistent_workers: bool = False
+
+
+@dataclass
+class LRConfig:
+    """``Optimizer.lr``."""
+
+    name: str = "Const"
+    learning_rate: float = 0.001
+    warmup_epoch: float = 0
+    decay_epochs: Optional[list[int]] = None
+    values: Optional[list[float]] = None
+    step_size: Optional[int] = None
+    gamma: Optional[float] = None
+    end_lr: float = 0.0
+    power: float = 1.0
+
+
+@dataclass
+class RegularizerConfig:
+    """``Optimizer.regularizer``: L2 is coupled weight decay (Adam ``weight_decay``)."""
+
+    name: str = "L2"
+    factor: float = 0.0
+
+
+@dataclass
+class OptimizerConfig:
+    """``Optimizer``."""
+
+    name: str = "Adam"
+    beta1: float = 0.9
+    beta2: float = 0.999
+    momentum: float = 0.9
+    epsilon: float = 1e-8
+    weight_decay: Optional[float] = None
+    no_weight_decay_name: Optional[str] = None
+    one_dim_param_no_weight_decay: bool = False
+    clip_norm: Optional[float] = None
+    clip_norm_global: Optional[float] = None
+    lr: Optional[dict[str, Any]] = None
+    regularizer: Optional[dict[str, Any]] = None
+
+
+def check_dataclass(cls: type, data: Any, where: str) -> Any:
+    """Validate ``data`` against dataclass ``cls`` and return an instance."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"expected a mapping, got {type(data).__name__}", where)
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    for key, value in data.items():
+        if str(key).startswith("_"):
+            continue
+        if key not in names:
+            raise ConfigError(f"unknown key {key!r}; known keys: {', '.join(sorted(names))}", f"{where}.{key}")
+        if not _type_ok(value, hints[key]):
+            raise ConfigError(
+                f"expected {_hint_name(hints[key])}, got {type(value).__name__} {value!r}", f"{where}.{key}"
+            )
+    return cls(**{k: v for k, v in data.items() if not str(k).startswith("_")})
+
+
+def parse_global(cfg: dict[str, Any]) -> GlobalConfig:
+    """Typed view of ``cfg['Global']`` (raises ConfigError naming the key)."""
+    return check_dataclass(GlobalConfig, cfg.get("Global"), "Global")
+
+
+def _check_arch(arch: Any, where: str) -> None:
+    from ocr_core.modeling import BACKBONES, HEADS, NECKS
+
+    if not isinstance(arch, dict):
+        raise ConfigError("expected a mapping", where)
+    if arch.get("name") == "DistillationModel" or "Models" in arch:
+        allowed = {"name", "algorithm", "model_type", "Models"}
+        for key in arch:
+            if key not in allowed:
+                raise ConfigError(f"unknown key {key!r} for DistillationModel", f"{where}.{key}")
+        models = arch.get("Models")
+        if not isinstance(models, dict) or not models:
+            raise ConfigError("DistillationModel needs a non-empty 'Models' mapping", f"{where}.Models")
+        for sub_name, sub in models.items():
+            _check_arch(sub, f"{where}.Models.{sub_name}")
+        return
+    allowed = {"model_type", "algorithm", "Transform", "Backbone", "Neck", "Head", "name",
+               "freeze_params", "return_all_feats", "pretrained"}
+    for key in arch:
+        if key not in allowed:
+            raise ConfigError(f"unknown key {key!r}; known keys: {', '.join(sorted(allowed))}", f"{where}.{key}")
+    if arch.get("model_type") not in ("det", "rec"):
+        raise ConfigError(f"model_type must be 'det' or 'rec', got {arch.get('model_type')!r}", f"{where}.model_type")
+    if arch.get("Transform") not in (None, {}):
+        raise ConfigError("input Transform modules are not supported", f"{where}.Transform")
+    for key, typ in (("freeze_params", bool), ("return_all_feats", bool)):
+        if key in arch and not isinstance(arch[key], typ):
+            raise ConfigError(f"expected bool, got {arch[key]!r}", f"{where}.{key}")
+    for section, reg, skip in (("Backbone", BACKBONES, set()), ("Neck", NECKS, {"in_channels"}),
+                               ("Head", HEADS, {"in_channels"})):
+        sub = arch.get(section)
+        if sub is None:
+            if section == "Backbone":
+                raise ConfigError("missing Backbone section", f"{where}.Backbone")
+            continue
+        _check_named(reg, sub, f"{where}.{section}", skip)
+
+
+def _check_named(reg: Any, sub: Any, where: str, skip: set[str] | None = None,
+                 extra_allowed: set[str] | None = None) -> None:
+    if not isinstance(sub, dict) or "name" not in sub:
+        raise ConfigError(f"a {reg.kind} section needs a 'name' key", where)
+    cls = reg.get(sub["name"], f"{where}.name")
+    kwargs = {k: v for k, v in sub.items() if k != "name" and k not in (extra_allowed or set())}
+    check_kwargs(cls, kwargs, where, skip=skip)
+
+
+def _check_data_section(sec: Any, where: str) -> None:
+    from ocr_core.data import DATASETS, TRANSFORMS
+
+    if not isinstance(sec, dict):
+        raise ConfigError("expected a mapping with 'dataset' and 'loader'", where)
+    for key in sec:
+        if key not in ("dataset", "loader", "sampler"):
+            raise ConfigError(f"unknown key {key!r}; known keys: dataset, loader, sampler", f"{where}.{key}")
+    ds = sec.get("dataset")
+    if not isinstance(ds, dict):
+        raise ConfigError("missing dataset section", f"{where}.dataset")
+    _check_named(DATASETS, ds, f"{where}.dataset", extra_allowed={"transforms"})
+    for i, op in enumerate(ds.get("transforms") or []):
+        op_where = f"{where}.dataset.transforms[{i}]"
+        if not isinstance(op, dict) or len(op) != 1:
+            raise ConfigError("each transform must be a single-key mapping {OpName: {args}}", op_where)
+        (op_name, op_args), = op.items()
+        cls = TRANSFORMS.get(op_name, op_where)
+        check_kwargs(cls, op_args or {}, f"{op_where}.{op_name}")
+    check_dataclass(LoaderConfig, sec.get("loader"), f"{where}.loader")
+
+
+def validate_config(cfg: dict[str, Any]) -> dict[str, Any]:
+    """Validate every supported section; return ``cfg`` unchanged on success.
+
+    Raises:
+        ConfigError: with the key path and the config file name.
+    """
+    from ocr_core.losses import LOSSES
+    from ocr_core.metrics import METRICS
+    from ocr_core.postprocess import POSTPROCESS
+
+    src = (cfg.get("Global") or {}).get("_config_file")
+    try:
+        for key in cfg:
+            if key not in SECTIONS:
+                raise ConfigError(f"unknown section {key!r}; known sections: {', '.join(SECTIONS)}", str(key))
+        parse_global(cfg)
+        if "Architecture" in cfg:
+            _check_arch(cfg["Architecture"], "Architecture")
+        if cfg.get("Loss") is not None:
+            _check_named(LOSSES, cfg["Loss"], "Loss")
+        if cfg.get("PostProcess") is not None:
+            _check_named(POSTPROCESS, cfg["PostProcess"], "PostProcess")
+        if cfg.get("Metric") is not None:
+            _check_named(METRICS, cfg["Metric"], "Metric")
+        if cfg.get("Optimizer") is not None:
+            opt = check_dataclass(OptimizerConfig, cfg["Optimizer"], "Optimizer")
+            check_dataclass(LRConfig, opt.lr, "Optimizer.lr")
+            check_dataclass(RegularizerConfig, opt.regularizer, "Optimizer.regularizer")
+        for sec in ("Train", "Eval"):
+            if cfg.get(sec) is not None:
+                _check_data_section(cfg[sec], sec)
+    except ConfigError as exc:
+        if src:
+            exc.with_file(src)
+        raise
+    return cfg
