@@ -14,8 +14,8 @@ from __future__ import annotations
 import collections.abc
 import importlib
 import importlib.util
-import types
 import inspect
+import types
 import typing
 from collections.abc import Callable, Iterable
 from typing import Any

@@ -1,0 +1,191 @@
+"""build_dataloader: dataset + sampler + DataLoader from a ``Train``/``Eval`` config section.
+
+The returned sampler always has ``set_epoch(epoch)``; the engine calls it before every epoch and
+it also forwards the epoch to the dataset (``SimpleDataSet`` redraws its ``ratio_list`` subset).
+
+* Train, distributed: :class:`torch.utils.data.DistributedSampler` (shuffle and drop_last from
+  the loader section, seeded).
+* Eval, distributed: each rank takes ``indices[rank::world_size]`` without padding, so no sample
+  is counted twice when the metric counters are summed across ranks.
+* Not distributed: a seeded random permutation per epoch (shuffle) or sequential order.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import math
+from collections.abc import Iterator, Sequence
+from typing import Any, Optional
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
+
+from ocr_core.errors import ConfigError
+from ocr_core.registry import check_kwargs
+
+logger = logging.getLogger(__name__)
+
+
+def _forward_epoch(dataset: Any, epoch: int) -> None:
+    fn = getattr(dataset, "set_epoch", None)
+    if callable(fn):
+        fn(epoch)
+
+
+class EpochDistributedSampler(DistributedSampler):
+    """DistributedSampler whose ``set_epoch`` also reaches the dataset."""
+
+    def set_epoch(self, epoch: int) -> None:
+        super().set_epoch(epoch)
+        _forward_epoch(self.dataset, epoch)
+
+
+class EpochSampler(Sampler[int]):
+    """Single-process or unpadded sharded sampler with ``set_epoch``.
+
+    Args:
+        dataset: The dataset (its ``set_epoch`` is called too).
+        shuffle: Random permutation per epoch, seeded by ``seed + epoch``.
+        seed: Base seed.
+        rank: This process's shard.
+        world_size: Number of shards (``indices[rank::world_size]``, no padding).
+    """
+
+    def __init__(self, dataset: Dataset, shuffle: bool = False, seed: int = 0, rank: int = 0,
+                 world_size: int = 1) -> None:
+        self.dataset = dataset
+        self.shuffle = shuffle
+        self.seed = seed
+        self.rank = rank
+        self.world_size = world_size
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        _forward_epoch(self.dataset, epoch)
+
+    def __iter__(self) -> Iterator[int]:
+        n = len(self.dataset)  # type: ignore[arg-type]
+        if self.shuffle:
+            g = torch.Generator()
+            g.manual_seed(self.seed + self.epoch)
+            order = torch.randperm(n, generator=g).tolist()
+        else:
+            order = list(range(n))
+        return iter(order[self.rank :: self.world_size])
+
+    def __len__(self) -> int:
+        n = len(self.dataset)  # type: ignore[arg-type]
+        return max(0, math.ceil((n - self.rank) / self.world_size))
+
+
+def _collate_field(items: Sequence[Any]) -> Any:
+    first = items[0]
+    if isinstance(first, np.ndarray):
+        if all(isinstance(x, np.ndarray) and x.shape == first.shape and x.dtype == first.dtype for x in items):
+            return torch.from_numpy(np.stack(items))
+        return list(items)
+    if isinstance(first, torch.Tensor):
+        if all(isinstance(x, torch.Tensor) and x.shape == first.shape for x in items):
+            return torch.stack(list(items))
+        return list(items)
+    if isinstance(first, (bool, int, float, np.number, np.bool_)):
+        if all(isinstance(x, (bool, int, float, np.number, np.bool_)) for x in items):
+            return torch.as_tensor(np.asarray(items))
+        return list(items)
+    if isinstance(first, dict):
+        return {k: _collate_field([x[k] for x in items]) for k in first}
+    return list(items)
+
+
+def collate_batch(batch: Sequence[Any]) -> Any:
+    """Collate samples (lists from ``KeepKeys``, or dicts) field by field.
+
+    Arrays of equal shape and dtype are stacked into one tensor; numbers become a tensor;
+    anything else (polygons of different sizes, strings) stays a list per field.
+    """
+    first = batch[0]
+    if isinstance(first, (list, tuple)):
+        return [_collate_field([sample[i] for sample in batch]) for i in range(len(first))]
+    return _collate_field(batch)
+
+
+def _rank_world() -> tuple[int, int]:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+def build_dataloader(
+    cfg: dict[str, Any], mode: str, distributed: bool = False, seed: Optional[int] = None
+) -> tuple[Dataset, DataLoader, Sampler[int]]:
+    """Build ``(dataset, loader, sampler)`` for ``cfg[mode]``.
+
+    Args:
+        cfg: The whole config (``Global`` plus the ``Train``/``Eval`` section).
+        mode: ``"Train"`` or ``"Eval"``.
+        distributed: Shard across ``torch.distributed`` ranks.
+        seed: Base seed (default ``Global.seed``); also given to the dataset unless it sets one.
+
+    Raises:
+        ConfigError: for a missing/invalid section, naming the key path.
+    """
+    from ocr_core.config.schema import LoaderConfig, check_dataclass
+    from ocr_core.data import DATASETS
+
+    if mode not in ("Train", "Eval"):
+        raise ConfigError(f"mode must be 'Train' or 'Eval', got {mode!r}", mode)
+    section = cfg.get(mode)
+    if not isinstance(section, dict) or not isinstance(section.get("dataset"), dict):
+        raise ConfigError("missing dataset section", f"{mode}.dataset")
+    if section.get("sampler"):
+        raise ConfigError("custom samplers are not supported", f"{mode}.sampler")
+    global_cfg = cfg.get("Global") or {}
+    if seed is None:
+        seed = int(global_cfg.get("seed") or 0)
+    loader_cfg = check_dataclass(LoaderConfig, section.get("loader"), f"{mode}.loader")
+
+    ds_cfg = dict(section["dataset"])
+    where = f"{mode}.dataset"
+    if "name" not in ds_cfg:
+        raise ConfigError("a dataset section needs a 'name' key", where)
+    cls = DATASETS.get(ds_cfg.pop("name"), f"{where}.name")
+    transforms = ds_cfg.pop("transforms", None)
+    check_kwargs(cls, ds_cfg, where)
+    if "seed" not in ds_cfg and "seed" in inspect.signature(cls).parameters:
+        ds_cfg["seed"] = seed
+    dataset = cls(**ds_cfg, transforms=transforms, mode=mode.lower(), global_cfg=global_cfg,
+                  shuffle=loader_cfg.shuffle)
+
+    rank, world = _rank_world() if distributed else (0, 1)
+    sampler: Sampler[int]
+    if distributed and mode == "Train":
+        sampler = EpochDistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=loader_cfg.shuffle,
+                                          seed=seed, drop_last=loader_cfg.drop_last)
+    else:
+        sampler = EpochSampler(dataset, shuffle=loader_cfg.shuffle, seed=seed, rank=rank, world_size=world)
+
+    workers = loader_cfg.num_workers
+    persistent = loader_cfg.persistent_workers and workers > 0
+    if persistent and getattr(dataset, "need_reset", False):
+        # worker copies of the dataset would keep the first epoch's ratio_list subset
+        logger.warning("%s: persistent_workers disabled because ratio_list < 1 redraws samples per epoch", mode)
+        persistent = False
+    generator = torch.Generator()
+    generator.manual_seed(seed + rank)  # per-rank worker seeds, so augmentations differ across ranks
+    loader = DataLoader(
+        dataset,
+        batch_size=loader_cfg.batch_size_per_card,
+        sampler=sampler,
+        drop_last=loader_cfg.drop_last,
+        num_workers=workers,
+        collate_fn=collate_batch,
+        persistent_workers=persistent,
+        generator=generator,
+    )
+    return dataset, loader, sampler
+
+
+__all__ = ["EpochDistributedSampler", "EpochSampler", "build_dataloader", "collate_batch"]
