@@ -184,8 +184,28 @@ def build_dataloader(
         collate_fn=collate_batch,
         persistent_workers=persistent,
         generator=generator,
+        worker_init_fn=seed_worker,
     )
+    loader.base_seed = seed + rank  # type: ignore[attr-defined]
     return dataset, loader, sampler
 
 
-__all__ = ["EpochDistributedSampler", "EpochSampler", "build_dataloader", "collate_batch"]
+def seed_worker(worker_id: int) -> None:
+    """Seed numpy/random in each worker from torch's per-worker seed (augmentations use numpy)."""
+    import random
+
+    s = torch.initial_seed() % (2**32)
+    np.random.seed(s)
+    random.seed(s)
+
+
+def set_loader_epoch(loader: DataLoader, epoch: int) -> None:
+    """Re-seed the worker seed generator per epoch, so a resumed run draws the same augmentations."""
+    gen = getattr(loader, "generator", None)
+    base = getattr(loader, "base_seed", None)
+    if gen is not None and base is not None:
+        gen.manual_seed(int(base) * 1_000_003 + epoch)
+
+
+__all__ = ["EpochDistributedSampler", "EpochSampler", "build_dataloader", "collate_batch", "seed_worker",
+           "set_loader_epoch"]
