@@ -10,6 +10,7 @@ import copy
 import hashlib
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,13 @@ def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: b
 
 
 _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+# YAML 1.1 reads ``1e-4`` (no dot) as a string, which then fails deep inside an optimizer; we
+# read it as the float every user means.
+_UniqueKeyLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
 
 
 def load_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -62,7 +70,7 @@ def parse_override(item: str) -> tuple[list[str], Any]:
     if not key or any(not part for part in key.split(".")):
         raise ConfigError(f"override {item!r} has an empty key component")
     try:
-        value = yaml.safe_load(raw) if raw.strip() != "" else ""
+        value = yaml.load(raw, Loader=_UniqueKeyLoader) if raw.strip() != "" else ""  # noqa: S506
     except yaml.YAMLError:
         value = raw
     return key.split("."), value
@@ -82,6 +90,10 @@ def apply_override(cfg: dict[str, Any], path: list[str], value: Any) -> None:
         node = _child(node, part, ".".join(path[: i + 1]))
     last = path[-1]
     if isinstance(node, list):
+        named = [e for e in node if isinstance(e, dict) and last in e]
+        if not last.lstrip("-").isdigit() and named:
+            named[0][last] = value  # Train.dataset.transforms.DetResizeForTest={...}
+            return
         idx = _index(node, last, dotted)
         node[idx] = value
     elif isinstance(node, dict):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import typing
 from dataclasses import dataclass, field
-from typing import Any, Optional, Union
+from typing import Any, Union
 
 from ocr_core.errors import ConfigError
 from ocr_core.registry import _hint_name, _type_ok, check_kwargs
@@ -25,46 +25,49 @@ class GlobalConfig:
 
     debug: bool = False
     use_gpu: bool = True
-    device: Optional[str] = None  # "cpu" | "cuda" | "cuda:N"; default: cuda if use_gpu and available
+    device: str | None = None  # "cpu" | "cuda" | "cuda:N"; default: cuda if use_gpu and available
     epoch_num: int = 500
     log_smooth_window: int = 20
     print_batch_step: int = 10
     save_model_dir: str = "./output/model"
     save_epoch_step: int = 1
     eval_batch_step: Union[int, list[int]] = field(default_factory=lambda: [0, 2000])
-    eval_batch_epoch: Optional[int] = None
+    eval_batch_epoch: int | None = None
+    eval_at_end: bool = True  # one more evaluation after the last step if none ran there
     cal_metric_during_train: bool = False
-    pretrained_model: Optional[str] = None
+    pretrained_model: str | None = None
     pretrained_strict: bool = False
     pretrained_max_missing_ratio: float = 0.5
-    checkpoints: Optional[str] = None
-    save_inference_dir: Optional[str] = None
+    checkpoints: str | None = None
+    save_inference_dir: str | None = None
     use_visualdl: bool = False
     use_wandb: bool = False
-    infer_img: Optional[str] = None
+    infer_img: str | None = None
     infer_mode: bool = False
-    save_res_path: Optional[str] = None
+    save_res_path: str | None = None
     distributed: bool = False
-    d2s_train_image_shape: Optional[list[int]] = None
+    d2s_train_image_shape: list[int] | None = None
     use_amp: bool = False
     amp_dtype: str = "float16"
     amp_level: str = "O1"
     scale_loss: float = 1024.0
     use_dynamic_loss_scaling: bool = True
     use_sync_bn: bool = False
-    character_dict_path: Optional[str] = None
-    character_type: Optional[str] = None
+    character_dict_path: str | None = None
+    character_type: str | None = None
     max_text_length: int = 25
     use_space_char: bool = False
     seed: int = 1024
-    num_threads: Optional[int] = None
+    num_threads: int | None = None
     channels_last: bool = False
-    max_steps: Optional[int] = None  # stop after this many iterations (smoke runs, benchmarks)
-    metrics_port: Optional[int] = None
-    model_name: Optional[str] = None
+    grad_accum_steps: int = 1  # optimizer step every N batches (DDP all-reduces once per step)
+    max_steps: int | None = None  # stop after this many iterations (smoke runs, benchmarks)
+    metrics_port: int | None = None
+    model_name: str | None = None
     uniform_output_enabled: bool = False
     export_with_pir: bool = False
-    log_ranks: Optional[str] = None
+    load_static_weights: bool = False  # PaddleOCR 2.0-era key; accepted and ignored
+    log_ranks: str | None = None
     use_xpu: bool = False
     use_npu: bool = False
     use_mlu: bool = False
@@ -79,7 +82,7 @@ class LoaderConfig:
     batch_size_per_card: int = 1
     num_workers: int = 0
     use_shared_memory: bool = True
-    collate_fn: Optional[str] = None
+    collate_fn: str | None = None
     persistent_workers: bool = False
 
 
@@ -90,10 +93,10 @@ class LRConfig:
     name: str = "Const"
     learning_rate: float = 0.001
     warmup_epoch: float = 0
-    decay_epochs: Optional[list[int]] = None
-    values: Optional[list[float]] = None
-    step_size: Optional[int] = None
-    gamma: Optional[float] = None
+    decay_epochs: list[int] | None = None
+    values: list[float] | None = None
+    step_size: int | None = None
+    gamma: float | None = None
     end_lr: float = 0.0
     power: float = 1.0
 
@@ -115,13 +118,13 @@ class OptimizerConfig:
     beta2: float = 0.999
     momentum: float = 0.9
     epsilon: float = 1e-8
-    weight_decay: Optional[float] = None
-    no_weight_decay_name: Optional[str] = None
+    weight_decay: float | None = None
+    no_weight_decay_name: str | None = None
     one_dim_param_no_weight_decay: bool = False
-    clip_norm: Optional[float] = None
-    clip_norm_global: Optional[float] = None
-    lr: Optional[dict[str, Any]] = None
-    regularizer: Optional[dict[str, Any]] = None
+    clip_norm: float | None = None
+    clip_norm_global: float | None = None
+    lr: dict[str, Any] | None = None
+    regularizer: dict[str, Any] | None = None
 
 
 def check_dataclass(cls: type, data: Any, where: str) -> Any:
@@ -177,9 +180,11 @@ def _check_arch(arch: Any, where: str) -> None:
     for key, typ in (("freeze_params", bool), ("return_all_feats", bool)):
         if key in arch and not isinstance(arch[key], typ):
             raise ConfigError(f"expected bool, got {arch[key]!r}", f"{where}.{key}")
+    from ocr_core.modeling.architectures.base_model import backbone_cfg
+
     for section, reg, skip in (("Backbone", BACKBONES, set()), ("Neck", NECKS, {"in_channels"}),
-                               ("Head", HEADS, {"in_channels"})):
-        sub = arch.get(section)
+                               ("Head", HEADS, {"in_channels", "out_channels", "out_channels_list"})):
+        sub = backbone_cfg(arch) if section == "Backbone" and arch.get("Backbone") else arch.get(section)
         if sub is None:
             if section == "Backbone":
                 raise ConfigError("missing Backbone section", f"{where}.Backbone")

@@ -1,0 +1,29 @@
+"""``ocrflow train -c CONFIG -o Section.key=value ...`` (PaddleOCR's ``tools/train.py``).
+
+Run it under ``torchrun`` for DDP; the distributed setup is read from torchrun's environment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from ocr_core.commands._common import add_config_arguments, config_from_args
+
+HELP = "Train a model from a PaddleOCR-style config."
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_config_arguments(parser)
+    parser.add_argument("--summary-json", help="write the final state and metrics to this JSON file")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ocr_core.engine.program import train
+
+    cfg = config_from_args(args)
+    result = train(cfg)
+    if args.summary_json:
+        with open(args.summary_json, "w", encoding="utf-8") as fh:
+            json.dump(result, fh, indent=2, default=str)
+    return 0

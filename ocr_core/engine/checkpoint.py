@@ -1,0 +1,185 @@
+"""Self-describing checkpoints, resume, and reported weight loading.
+
+A checkpoint is one ``.pt`` file holding a plain dict (loadable with ``weights_only=True``):
+
+``format``, ``model`` (state dict), ``architecture`` (the ``Architecture`` config),
+``config`` (the whole resolved config), ``charset`` (rec dictionary or None), ``optimizer``,
+``scheduler``, ``scaler``, ``epoch``, ``global_step``, ``best_metric``, ``rng``, ``provenance``.
+
+Names follow PaddleOCR: ``latest``, ``best_accuracy``, ``iter_epoch_N``.
+``Global.checkpoints`` resumes everything; ``Global.pretrained_model`` loads weights only and
+reports matched / missing / unexpected / shape-mismatched keys.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ocr_core.errors import OCRFlowError
+
+FORMAT = "ocrflow-checkpoint/1"
+SUFFIX = ".pt"
+log = logging.getLogger("ocrflow")
+
+
+class CheckpointError(OCRFlowError):
+    """A checkpoint is missing, unreadable, or does not fit the model."""
+
+
+def resolve_path(path: str | os.PathLike[str]) -> Path:
+    """Accept ``dir/latest`` or ``dir/latest.pt`` (the suffix is optional, as in PaddleOCR)."""
+    p = Path(path)
+    if p.is_file():
+        return p
+    if p.with_name(p.name + SUFFIX).is_file():
+        return p.with_name(p.name + SUFFIX)
+    raise CheckpointError(f"checkpoint not found: {p} (also tried {p.name + SUFFIX})")
+
+
+def rng_state() -> dict[str, Any]:
+    """All RNG states as tensors / plain lists (safe for ``weights_only`` loading)."""
+    np_state = np.random.get_state()
+    py_state = random.getstate()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": [s for s in torch.cuda.get_rng_state_all()] if torch.cuda.is_available() else [],
+        "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), int(np_state[2]),
+                  int(np_state[3]), float(np_state[4])],
+        "python": [py_state[0], list(py_state[1]), py_state[2]],
+    }
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore what :func:`rng_state` captured."""
+    torch.set_rng_state(state["torch"])
+    if state.get("cuda") and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    n = state["numpy"]
+    np.random.set_state((n[0], n[1].numpy().astype(np.uint32), n[2], n[3], n[4]))
+    p = state["python"]
+    random.setstate((p[0], tuple(p[1]), p[2]))
+
+
+def save_checkpoint(path: str | os.PathLike[str], payload: dict[str, Any]) -> Path:
+    """Atomically write ``payload`` (temp file + rename) and return the final path."""
+    p = Path(path)
+    if p.suffix != SUFFIX:
+        p = p.with_name(p.name + SUFFIX)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_name(f".{p.name}.tmp{os.getpid()}")
+    payload = {"format": FORMAT, **payload}
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, p)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return p
+
+
+def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load a checkpoint safely (``weights_only=True``). Raw state dicts are wrapped."""
+    p = resolve_path(path)
+    if p.suffix == ".pdparams":
+        from ocr_core.export.paddle_import import read_pdparams  # issue: bring your own checkpoints
+
+        return {"model": read_pdparams(p)}
+    try:
+        obj = torch.load(p, map_location=map_location, weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - report any unpickling failure with the path
+        raise CheckpointError(f"cannot read checkpoint {p}: {exc}") from None
+    if isinstance(obj, dict) and "model" in obj and isinstance(obj["model"], dict):
+        return obj
+    if isinstance(obj, dict) and all(isinstance(v, torch.Tensor) for v in obj.values()):
+        return {"model": obj}
+    if isinstance(obj, dict) and "state_dict" in obj:  # OpenOCR / generic trainers
+        return {"model": obj["state_dict"]}
+    raise CheckpointError(f"{p} is not a checkpoint or a state dict")
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """sha256 of a file, streamed."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@dataclass
+class LoadReport:
+    """What :func:`load_weights` did."""
+
+    matched: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    unexpected: list[str] = field(default_factory=list)
+    mismatched: list[tuple[str, tuple[int, ...], tuple[int, ...]]] = field(default_factory=list)
+
+    def summary(self) -> str:
+        return (f"matched {len(self.matched)}, missing {len(self.missing)}, "
+                f"unexpected {len(self.unexpected)}, shape-mismatched {len(self.mismatched)}")
+
+    def details(self, limit: int = 10) -> str:
+        lines = [self.summary()]
+        for name, keys in (("missing", self.missing), ("unexpected", self.unexpected)):
+            if keys:
+                more = f" (+{len(keys) - limit} more)" if len(keys) > limit else ""
+                lines.append(f"  {name}: {', '.join(keys[:limit])}{more}")
+        for k, a, b in self.mismatched[:limit]:
+            lines.append(f"  shape mismatch {k}: checkpoint {list(a)} vs model {list(b)}")
+        return "\n".join(lines)
+
+
+def load_weights(model: nn.Module, state: dict[str, torch.Tensor], strict: bool = False,
+                 max_missing_ratio: float = 0.5, source: str = "") -> LoadReport:
+    """Load matching tensors into ``model`` key by key and report the rest.
+
+    Raises:
+        CheckpointError: if ``strict`` and anything did not match, or if more than
+            ``max_missing_ratio`` of the model's tensors were not loaded.
+    """
+    own = model.state_dict()
+    report = LoadReport()
+    to_load: dict[str, torch.Tensor] = {}
+    for key, value in state.items():
+        if key not in own:
+            report.unexpected.append(key)
+        elif tuple(own[key].shape) != tuple(value.shape):
+            report.mismatched.append((key, tuple(value.shape), tuple(own[key].shape)))
+        else:
+            to_load[key] = value.to(dtype=own[key].dtype)
+            report.matched.append(key)
+    report.missing = [k for k in own if k not in to_load and not k.endswith("num_batches_tracked")]
+    model.load_state_dict(to_load, strict=False)
+    where = f" from {source}" if source else ""
+    if strict and (report.missing or report.unexpected or report.mismatched):
+        raise CheckpointError(f"strict weight loading{where} failed: {report.details()}")
+    n_own = max(1, len([k for k in own if not k.endswith("num_batches_tracked")]))
+    if len(report.missing) / n_own > max_missing_ratio:
+        raise CheckpointError(
+            f"only {len(report.matched)}/{n_own} model tensors loaded{where} "
+            f"(more than {max_missing_ratio:.0%} missing; is this the right architecture? "
+            f"set Global.pretrained_max_missing_ratio=1.0 to load anyway): {report.details()}")
+    return report
+
+
+def load_pretrained(model: nn.Module, path: str | os.PathLike[str], strict: bool = False,
+                    max_missing_ratio: float = 0.5) -> LoadReport:
+    """Fine-tune entry: load weights only (no optimizer, epoch restarts) and log the report."""
+    ckpt = load_checkpoint(path)
+    report = load_weights(model, ckpt["model"], strict=strict, max_missing_ratio=max_missing_ratio,
+                          source=str(path))
+    log.info("pretrained weights from %s: %s", path, report.summary())
+    if report.missing or report.unexpected or report.mismatched:
+        log.info("%s", report.details())
+    return report

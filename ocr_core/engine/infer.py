@@ -1,0 +1,140 @@
+"""Eager (PyTorch) inference on images with a checkpoint: PaddleOCR's ``infer_det.py``/``infer_rec.py``.
+
+The pre-processing is the config's Eval transform list with label ops removed, so inference
+resizes and normalises exactly as evaluation did.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+
+from ocr_core.engine import checkpoint as ckpt_mod
+from ocr_core.engine.distributed import unwrap
+from ocr_core.engine.loop import autocast_context
+from ocr_core.errors import ConfigError, DataError
+from ocr_core.observability.progress import progress
+
+log = logging.getLogger("ocrflow")
+IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif"}
+
+
+def list_images(path: str | Path) -> list[Path]:
+    """An image file, or the images in a folder (sorted)."""
+    p = Path(path)
+    if p.is_file():
+        return [p]
+    if p.is_dir():
+        files = sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_EXTS)
+        if not files:
+            raise DataError(f"{p}: no images found (extensions {', '.join(sorted(IMAGE_EXTS))})")
+        return files
+    raise DataError(f"{p}: no such image or folder")
+
+
+def inference_ops(cfg: dict[str, Any], model_type: str) -> list[Any]:
+    """Eval transforms without label ops, keeping what the model and post-process need."""
+    from ocr_core.data.transforms import create_operators
+
+    if not cfg.get("Eval"):
+        raise ConfigError("inference needs the Eval dataset transforms to pre-process images", "Eval")
+    ops_cfg = []
+    for op in cfg["Eval"]["dataset"].get("transforms") or []:
+        (name, kw), = op.items()
+        if "Label" in name or name in ("MakeBorderMap", "MakeShrinkMap"):
+            continue
+        if name == "KeepKeys":
+            kw = {"keep_keys": ["image", "shape"] if model_type == "det" else ["image"]}
+        ops_cfg.append({name: kw})
+    return create_operators(ops_cfg, cfg.get("Global") or {})
+
+
+def draw_polys(image: np.ndarray, polys: Any, color: tuple[int, int, int] = (0, 255, 0)) -> np.ndarray:
+    """Return a copy of ``image`` with polygons outlined."""
+    out = image.copy()
+    for poly in polys:
+        pts = np.asarray(poly, dtype=np.int32).reshape(-1, 1, 2)
+        cv2.polylines(out, [pts], True, color, 2)
+    return out
+
+
+@torch.no_grad()
+def infer(run: Any, images: list[Path], out_dir: Path) -> list[dict[str, Any]]:
+    """Run ``run.model`` on images; write ``predicts.json`` (+ PNGs for det) into ``out_dir``."""
+    from ocr_core.data.transforms import transform
+
+    ops = inference_ops(run.cfg, run.model_type)
+    model = unwrap(run.model).eval()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results: list[dict[str, Any]] = []
+    for path in progress(images, desc="infer", unit="img"):
+        data = transform({"img_path": str(path), "image": path.read_bytes()}, ops)
+        if data is None:
+            raise DataError(f"{path}: could not decode or pre-process the image")
+        x = torch.from_numpy(np.asarray(data[0]))[None].to(run.dist.device)
+        with autocast_context(run.dist.device, run.g.use_amp, run.amp_dtype):
+            preds = model(x)
+        preds = _float(preds)
+        if run.model_type == "det":
+            shape = np.asarray(data[1], dtype=np.float32)[None]
+            post = run.post_process(preds, shape)
+            post = _first_role(post)
+            boxes = post[0]["points"]
+            scores = post[0].get("scores", [])
+            entry = {"image": str(path), "boxes": [np.asarray(b).tolist() for b in boxes],
+                     "scores": [float(s) for s in scores]}
+            img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+            if img is not None:
+                cv2.imwrite(str(out_dir / f"det_res_{path.stem}.png"), draw_polys(img, boxes))
+        else:
+            post = run.post_process(preds)
+            post = _first_role(post)
+            text, score = post[0]
+            entry = {"image": str(path), "text": text, "score": float(score)}
+            print(f"{path}: ({text!r}, {float(score):.4f})")
+        results.append(entry)
+    with open(out_dir / "predicts.json", "w", encoding="utf-8") as fh:
+        json.dump(results, fh, ensure_ascii=False, indent=1)
+    return results
+
+
+def _float(preds: Any) -> Any:
+    if isinstance(preds, torch.Tensor):
+        return preds.float()
+    if isinstance(preds, dict):
+        return {k: _float(v) for k, v in preds.items()}
+    return preds
+
+
+def _first_role(post: Any) -> Any:
+    """Distillation post-processors return ``{role: result}``: use the first configured role."""
+    if isinstance(post, dict):
+        return next(iter(post.values()))
+    return post
+
+
+def infer_config(cfg: dict[str, Any], image_path: str | None, out_dir: str | None) -> list[dict[str, Any]]:
+    """Load ``Global.pretrained_model``/``checkpoints`` and infer on ``image_path`` (or ``Global.infer_img``)."""
+    from ocr_core.engine.program import prepare
+
+    run = prepare(cfg, "infer")
+    src = run.g.checkpoints or run.g.pretrained_model
+    if not src:
+        raise ConfigError("set Global.pretrained_model (or Global.checkpoints) to the model to run",
+                          "Global.pretrained_model")
+    ck = ckpt_mod.load_checkpoint(src, map_location=run.dist.device)
+    ckpt_mod.load_weights(unwrap(run.model), ck["model"], strict=False,
+                          max_missing_ratio=run.g.pretrained_max_missing_ratio, source=src)
+    target = image_path or run.g.infer_img
+    if not target:
+        raise ConfigError("give --image or set Global.infer_img", "Global.infer_img")
+    dest = Path(out_dir) if out_dir else Path(run.g.save_res_path or run.save_dir / "infer").with_suffix("")
+    results = infer(run, list_images(target), dest)
+    log.info("wrote %d results to %s", len(results), dest / "predicts.json")
+    return results

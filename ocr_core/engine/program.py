@@ -1,0 +1,377 @@
+"""Build everything a run needs from a validated config, then train or evaluate.
+
+Order (as PaddleOCR's ``tools/train.py``): loaders → post-process → (rec: head sizes from the
+dictionary) → model → loss → optimizer/scheduler → metric → AMP → load checkpoint/pretrained →
+DDP. ``Global.checkpoints`` (resume everything) wins over ``Global.pretrained_model``.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import logging
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ocr_core.config import dump_config, parse_global, public_config, validate_config
+from ocr_core.config.schema import GlobalConfig, OptimizerConfig, check_dataclass
+from ocr_core.engine import checkpoint as ckpt_mod
+from ocr_core.engine.distributed import DistInfo, barrier, cleanup, init_distributed, unwrap
+from ocr_core.engine.loop import StepState, evaluate, train_one_epoch
+from ocr_core.errors import ConfigError
+from ocr_core.observability.logging import setup_logger
+
+log = logging.getLogger("ocrflow")
+GLOBAL_INJECT = ("character_dict_path", "use_space_char", "max_text_length")
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+def model_type_of(cfg: dict[str, Any]) -> str:
+    arch = cfg.get("Architecture") or {}
+    if "Models" in arch:
+        first = next(iter(arch["Models"].values()))
+        return first.get("model_type", arch.get("model_type", "det"))
+    return arch.get("model_type", "det")
+
+
+def load_charset(cfg: dict[str, Any]) -> list[str] | None:
+    """The rec dictionary (without blank) for rec configs, else None."""
+    if model_type_of(cfg) != "rec":
+        return None
+    from ocr_core.data.dictionary import CharacterSet
+
+    g = cfg.get("Global") or {}
+    cs = CharacterSet.from_config(g.get("character_dict_path"), bool(g.get("use_space_char", False)))
+    return list(cs.chars)
+
+
+def wire_rec_heads(cfg: dict[str, Any], n_classes: int) -> None:
+    """Set head sizes from the dictionary, as PaddleOCR's train.py does (in place)."""
+
+    def wire(arch: dict[str, Any]) -> None:
+        head = arch.get("Head") or {}
+        if head.get("name") == "MultiHead":
+            head["out_channels_list"] = {"CTCLabelDecode": n_classes, "SARLabelDecode": n_classes + 2}
+        elif head:
+            head["out_channels"] = n_classes
+
+    arch = cfg["Architecture"]
+    if "Models" in arch:
+        for sub in arch["Models"].values():
+            wire(sub)
+    else:
+        wire(arch)
+    loss = cfg.get("Loss") or {}
+
+    def patch_sar(d: dict[str, Any]) -> None:
+        for entry in d.get("loss_config_list") or []:
+            for name, kw in entry.items():
+                if name in ("SARLoss", "DistillationSARLoss") and (isinstance(kw, dict) or kw is None):
+                    entry[name] = dict(kw or {})
+                    entry[name]["ignore_index"] = n_classes + 1
+                elif isinstance(kw, dict):
+                    patch_sar(kw)
+
+    patch_sar(loss)
+
+
+def with_globals(cls: Any, kwargs: dict[str, Any], global_cfg: dict[str, Any]) -> dict[str, Any]:
+    """Inject Global dictionary keys into a constructor that takes them (local keys win)."""
+    params = inspect.signature(cls.__init__).parameters
+    out = dict(kwargs)
+    for key in GLOBAL_INJECT:
+        if key in params and key not in out and key in global_cfg:
+            out[key] = global_cfg[key]
+    return out
+
+
+def build_post_process_from(cfg: dict[str, Any]) -> Any:
+    from ocr_core.postprocess import POSTPROCESS
+
+    pp = dict(cfg["PostProcess"])
+    cls = POSTPROCESS.get(pp.pop("name"), "PostProcess.name")
+    return cls(**with_globals(cls, pp, cfg.get("Global") or {}))
+
+
+@dataclass
+class Run:
+    """Everything built for one training or evaluation run."""
+
+    cfg: dict[str, Any]
+    g: GlobalConfig
+    dist: DistInfo
+    model: nn.Module
+    model_type: str
+    charset: list[str] | None = None
+    train_loader: Any = None
+    train_sampler: Any = None
+    train_dataset: Any = None
+    eval_loader: Any = None
+    loss_fn: Any = None
+    optimizer: Any = None
+    scheduler: Any = None
+    scaler: Any = None
+    post_process: Any = None
+    metric: Any = None
+    state: StepState = field(default_factory=StepState)
+    amp_dtype: torch.dtype = torch.bfloat16
+    save_dir: Path = Path(".")
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def prepare(cfg: dict[str, Any], mode: str = "train") -> Run:
+    """Validate, set up logging/distributed/devices and build the model and data."""
+    validate_config(cfg)
+    cfg = copy.deepcopy(cfg)
+    g = parse_global(cfg)
+    dist_info = init_distributed(g.device, g.use_gpu)
+    save_dir = Path(g.save_model_dir)
+    setup_logger(save_dir / ("train.log" if mode == "train" else f"{mode}.log"), dist_info.rank)
+    if g.num_threads:
+        torch.set_num_threads(g.num_threads)
+    seed_everything(g.seed + dist_info.rank)
+    model_type = model_type_of(cfg)
+    charset = load_charset(cfg)
+    if charset is not None:
+        n = len(charset) + 1
+        wire_rec_heads(cfg, n)
+    from ocr_core.modeling import build_model
+
+    model = build_model(cfg["Architecture"]).to(dist_info.device)
+    if g.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    amp_dtype = torch.float16 if g.amp_dtype in ("float16", "fp16") else torch.bfloat16
+    if g.use_amp and dist_info.device.type == "cpu" and amp_dtype == torch.float16:
+        log.warning("float16 autocast is not supported on CPU; using bfloat16")
+        amp_dtype = torch.bfloat16
+    run = Run(cfg=cfg, g=g, dist=dist_info, model=model, model_type=model_type, charset=charset,
+              amp_dtype=amp_dtype, save_dir=save_dir)
+    if cfg.get("PostProcess"):
+        run.post_process = build_post_process_from(cfg)
+    if cfg.get("Metric"):
+        from ocr_core.metrics import build_metric
+
+        run.metric = build_metric(cfg["Metric"])
+    return run
+
+
+def _build_loaders(run: Run, with_train: bool) -> None:
+    from ocr_core.data.loader import build_dataloader
+
+    seed = run.g.seed
+    if with_train:
+        run.train_dataset, run.train_loader, run.train_sampler = build_dataloader(
+            run.cfg, "Train", distributed=run.dist.enabled, seed=seed)
+        if len(run.train_loader) == 0:
+            raise ConfigError("the training set yields no batch (too few samples for batch size with "
+                              "drop_last?)", "Train.loader")
+    if run.cfg.get("Eval"):
+        _, run.eval_loader, _ = build_dataloader(run.cfg, "Eval", distributed=run.dist.enabled, seed=seed)
+
+
+def checkpoint_payload(run: Run, best: dict[str, float] | None = None) -> dict[str, Any]:
+    model = unwrap(run.model)
+    return {
+        "model": model.state_dict(),
+        "architecture": copy.deepcopy(run.cfg["Architecture"]),
+        "model_type": run.model_type,
+        "config": public_config(run.cfg),
+        "charset": run.charset,
+        "optimizer": run.optimizer.state_dict() if run.optimizer else None,
+        "scheduler": run.scheduler.state_dict() if run.scheduler else None,
+        "scaler": run.scaler.state_dict() if run.scaler is not None else None,
+        "epoch": run.state.epoch,
+        "global_step": run.state.global_step,
+        "best_metric": dict(best if best is not None else run.state.best_metric),
+        "rng": ckpt_mod.rng_state(),
+        "provenance": {"tool": "ocrflow", "saved_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
+    }
+
+
+def save(run: Run, name: str, best: dict[str, float] | None = None) -> Path | None:
+    """Save ``name`` (rank 0 only) and return its path."""
+    if not run.dist.is_main:
+        return None
+    t0 = time.perf_counter()
+    path = ckpt_mod.save_checkpoint(run.save_dir / name, checkpoint_payload(run, best))
+    log.info("saved %s (%.2fs)", path, time.perf_counter() - t0)
+    return path
+
+
+def load_for_run(run: Run) -> None:
+    """Apply ``Global.checkpoints`` (resume) or ``Global.pretrained_model`` (weights only)."""
+    g = run.g
+    model = unwrap(run.model)
+    if g.checkpoints:
+        ck = ckpt_mod.load_checkpoint(g.checkpoints, map_location=run.dist.device)
+        ckpt_mod.load_weights(model, ck["model"], strict=True, source=g.checkpoints)
+        if run.optimizer is not None and ck.get("optimizer"):
+            run.optimizer.load_state_dict(ck["optimizer"])
+        if run.scheduler is not None and ck.get("scheduler"):
+            run.scheduler.load_state_dict(ck["scheduler"])
+        if run.scaler is not None and ck.get("scaler"):
+            run.scaler.load_state_dict(ck["scaler"])
+        run.state.epoch = int(ck.get("epoch", 0)) + 1
+        run.state.global_step = int(ck.get("global_step", 0))
+        run.state.best_metric = dict(ck.get("best_metric") or {})
+        if ck.get("rng"):
+            ckpt_mod.set_rng_state(ck["rng"])
+        log.info("resumed from %s: next epoch %d, global_step %d, best %s", g.checkpoints,
+                 run.state.epoch, run.state.global_step, run.state.best_metric)
+    elif g.pretrained_model:
+        ckpt_mod.load_pretrained(model, g.pretrained_model, strict=g.pretrained_strict,
+                                 max_missing_ratio=g.pretrained_max_missing_ratio)
+    else:
+        log.info("training from scratch")
+
+
+def _eval_due(g: GlobalConfig, step: int) -> bool:
+    ebs = g.eval_batch_step
+    start, every = (ebs[0], ebs[1]) if isinstance(ebs, list) and len(ebs) >= 2 else (0, int(ebs if not isinstance(ebs, list) else ebs[0]))
+    return every > 0 and step > start and (step - start) % every == 0
+
+
+def run_eval_and_track(run: Run, show_progress: bool = True) -> dict[str, float]:
+    """Evaluate, update the best metric (``>=`` as PaddleOCR) and save best checkpoints."""
+    metrics = evaluate(run.model, run.eval_loader, run.post_process, run.metric, device=run.dist.device,
+                       model_type=run.model_type, amp=run.g.use_amp, amp_dtype=run.amp_dtype,
+                       channels_last=run.g.channels_last, show_progress=show_progress and run.dist.is_main)
+    main = run.metric.main_indicator
+    cur = metrics.get(main, 0.0)
+    best = run.state.best_metric
+    log.info("eval @ epoch %d step %d: %s", run.state.epoch, run.state.global_step,
+             ", ".join(f"{k}: {v:.4f}" for k, v in metrics.items()))
+    if not best or cur >= best.get(main, -1.0):
+        run.state.best_metric = {**metrics, "best_epoch": run.state.epoch, "best_step": run.state.global_step}
+        save(run, "best_accuracy")
+    # distillation: keep the best checkpoint of every role that reports the main indicator
+    for key, val in metrics.items():
+        if key.endswith(f"_{main}") and key != main:
+            role = key[: -len(main) - 1]
+            rkey = f"{role}_best_{main}"
+            if val >= run.state.best_metric.get(rkey, -1.0):
+                run.state.best_metric[rkey] = val
+                save(run, f"best_accuracy_{role}")
+    run.history.append({"epoch": run.state.epoch, "global_step": run.state.global_step, **metrics})
+    return metrics
+
+
+def train(cfg: dict[str, Any]) -> dict[str, Any]:
+    """Train per ``cfg``; returns the final state and metrics. Entry of ``ocrflow train``."""
+    run = prepare(cfg, "train")
+    try:
+        return _train(run)
+    finally:
+        cleanup()
+
+
+def _train(run: Run) -> dict[str, Any]:
+    g = run.g
+    _build_loaders(run, with_train=True)
+    if run.dist.is_main:
+        dump_config(run.cfg, run.save_dir / "config.yml")
+    from ocr_core.data.loader import set_loader_epoch
+    from ocr_core.engine.optim import build_optimizer
+    from ocr_core.losses import build_loss
+
+    run.loss_fn = build_loss(run.cfg["Loss"])
+    steps = -(-len(run.train_loader) // max(1, g.grad_accum_steps))
+    run.optimizer, run.scheduler = build_optimizer(run.cfg.get("Optimizer"), run.model, g.epoch_num, steps)
+    clip = check_dataclass(OptimizerConfig, run.cfg.get("Optimizer") or {}, "Optimizer").clip_norm
+    if g.use_amp and run.amp_dtype == torch.float16 and run.dist.device.type == "cuda":
+        run.scaler = torch.amp.GradScaler("cuda", init_scale=g.scale_loss,
+                                          enabled=True, growth_interval=2000 if g.use_dynamic_loss_scaling else 10**9)
+    load_for_run(run)
+    if run.dist.enabled:
+        if g.use_sync_bn and run.dist.device.type == "cuda":
+            run.model = nn.SyncBatchNorm.convert_sync_batchnorm(run.model)
+        run.model = nn.parallel.DistributedDataParallel(
+            run.model, device_ids=[run.dist.device.index] if run.dist.device.type == "cuda" else None,
+            find_unused_parameters=_has_unused(run))
+    log.info("training %s: %d epochs x %d steps, batch %d/rank, world %d, device %s, amp %s",
+             run.model_type, g.epoch_num, steps, run.cfg["Train"]["loader"].get("batch_size_per_card", 1),
+             run.dist.world_size, run.dist.device, g.use_amp)
+    last_eval_step = -1
+    stop = False
+
+    def after_step(state: StepState, logs: dict[str, float]) -> bool:
+        nonlocal last_eval_step
+        if run.eval_loader is not None and _eval_due(g, state.global_step):
+            run_eval_and_track(run)
+            last_eval_step = state.global_step
+        return g.max_steps is not None and state.global_step >= g.max_steps
+
+    epoch_logs: dict[str, float] = {}
+    for epoch in range(run.state.epoch, g.epoch_num + 1):
+        run.state.epoch = epoch
+        if run.train_sampler is not None and hasattr(run.train_sampler, "set_epoch"):
+            run.train_sampler.set_epoch(epoch)
+        if hasattr(run.train_dataset, "set_epoch"):
+            run.train_dataset.set_epoch(epoch)
+        set_loader_epoch(run.train_loader, epoch)
+        epoch_logs = train_one_epoch(
+            run.model, run.train_loader, run.loss_fn, run.optimizer, run.scheduler, run.state,
+            device=run.dist.device, model_type=run.model_type, epoch_num=g.epoch_num,
+            print_batch_step=g.print_batch_step, smooth_window=g.log_smooth_window, scaler=run.scaler,
+            amp=g.use_amp, amp_dtype=run.amp_dtype, channels_last=g.channels_last, clip_norm=clip, grad_accum_steps=g.grad_accum_steps,
+            max_steps=g.max_steps, after_step=after_step)
+        stop = g.max_steps is not None and run.state.global_step >= g.max_steps
+        if run.eval_loader is not None and g.eval_batch_epoch and epoch % g.eval_batch_epoch == 0 \
+                and last_eval_step != run.state.global_step:
+            run_eval_and_track(run)
+            last_eval_step = run.state.global_step
+        save(run, "latest")
+        if g.save_epoch_step and epoch % g.save_epoch_step == 0:
+            save(run, f"iter_epoch_{epoch}")
+        barrier()
+        if stop:
+            break
+    if run.eval_loader is not None and g.eval_at_end and last_eval_step != run.state.global_step:
+        run_eval_and_track(run)
+    barrier()
+    log.info("done: global_step %d, best %s", run.state.global_step, run.state.best_metric)
+    return {"global_step": run.state.global_step, "epoch": run.state.epoch, "best_metric": run.state.best_metric,
+            "last_epoch": epoch_logs, "history": run.history, "save_dir": str(run.save_dir)}
+
+
+def _has_unused(run: Run) -> bool:
+    """Frozen sub-models or heads not used by the loss need ``find_unused_parameters``."""
+    return run.model_type == "rec" or "Models" in run.cfg["Architecture"]
+
+
+def evaluate_config(cfg: dict[str, Any]) -> dict[str, float]:
+    """Evaluate ``Global.checkpoints`` (or ``pretrained_model``) on the Eval set."""
+    run = prepare(cfg, "eval")
+    try:
+        if not run.cfg.get("Eval"):
+            raise ConfigError("no Eval section to evaluate on", "Eval")
+        _build_loaders(run, with_train=False)
+        src = run.g.checkpoints or run.g.pretrained_model
+        if not src:
+            raise ConfigError("set Global.checkpoints (or Global.pretrained_model) to the model to evaluate",
+                              "Global.checkpoints")
+        ck = ckpt_mod.load_checkpoint(src, map_location=run.dist.device)
+        report = ckpt_mod.load_weights(unwrap(run.model), ck["model"], strict=run.g.pretrained_strict or bool(run.g.checkpoints),
+                                       max_missing_ratio=run.g.pretrained_max_missing_ratio, source=src)
+        log.info("loaded %s: %s", src, report.summary())
+        metrics = evaluate(run.model, run.eval_loader, run.post_process, run.metric, device=run.dist.device,
+                           model_type=run.model_type, amp=run.g.use_amp, amp_dtype=run.amp_dtype,
+                           channels_last=run.g.channels_last, show_progress=run.dist.is_main)
+        log.info("metric eval ***************")
+        for k, v in metrics.items():
+            log.info("%s: %s", k, v)
+        return metrics
+    finally:
+        cleanup()
