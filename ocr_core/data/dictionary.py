@@ -26,13 +26,9 @@ DEFAULT_CHARACTERS = "0123456789abcdefghijklmnopqrstuvwxyz"
 CTC_BLANK = "blank"
 
 # Dictionaries that are too large or licence-bound to ship here, and where to get them.
-_NOT_SHIPPED = {
-    "ppocr_keys_v1.txt": (
-        "the 6,623-character Chinese dictionary of the PP-OCR models. Download "
-        "ppocr/utils/ppocr_keys_v1.txt from https://github.com/PaddlePaddle/PaddleOCR and pass its "
-        "path as Global.character_dict_path, or save it as ocr_core/dicts/ppocr_keys_v1.txt"
-    ),
-}
+# Every PaddleOCR dictionary we know of ships in ocr_core/dicts/ (ppocr_keys_v1.txt was written from
+# the official PP-OCRv3 rec model's metadata by `ocrflow weights import-ppocrv3 --kind rec`).
+_NOT_SHIPPED: dict[str, str] = {}
 
 
 def resolve_dict_path(path: Union[str, os.PathLike[str]]) -> Path:
