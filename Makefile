@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 # The CPU build of torch lies on local disk; installing it first keeps pip from pulling CUDA.
 TORCH_SPEC ?= torch==2.13.0
-EXTRAS ?= dev
+EXTRAS ?= dev,pipeline
 
 .PHONY: venv test lint typecheck demo bench clean
 

@@ -1,0 +1,67 @@
+"""``ocrflow export -c CONFIG -o Global.pretrained_model=CKPT --format onnx [--out DIR] [--check]``.
+
+Writes ``DIR/model.onnx`` (pre/post-processing settings embedded as metadata) and
+``DIR/inference.yml`` (the resolved config). ``--check`` runs the parity gate; ``--format
+tensorrt`` also builds ``DIR/model.engine`` (exit 3 when no NVIDIA GPU / TensorRT is available).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from ocr_core.commands._common import add_config_arguments, config_from_args
+
+HELP = "Export a checkpoint to ONNX (or TensorRT) with embedded pre/post-processing."
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_config_arguments(parser)
+    parser.add_argument("--format", choices=("onnx", "tensorrt"), default="onnx")
+    parser.add_argument("--out", default=None,
+                        help="output directory (default: Global.save_inference_dir, else ./inference)")
+    parser.add_argument("--role", default=None,
+                        help="sub-model of a DistillationModel config/checkpoint to export (default Student)")
+    parser.add_argument("--opset", type=int, default=17, help="ONNX opset (>= 17)")
+    parser.add_argument("--check", action="store_true",
+                        help="parity gate: eager vs onnxruntime tensors (and the Eval metric when available)")
+    parser.add_argument("--no-metric", action="store_true", help="with --check, skip the Eval metric comparison")
+    parser.add_argument("--fp16", action=argparse.BooleanOptionalAction, default=True,
+                        help="TensorRT: build with the FP16 flag")
+    parser.add_argument("--max-side", type=int, default=2048, help="TensorRT det profile: largest side")
+    parser.add_argument("--max-batch", type=int, default=None, help="TensorRT profile: largest batch")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ocr_core.export.onnx_export import export_onnx
+
+    cfg = config_from_args(args)
+    out = Path(args.out or (cfg.get("Global") or {}).get("save_inference_dir") or "inference")
+    result = export_onnx(cfg, out, role=args.role, opset=args.opset)
+    summary: dict = {"onnx": str(result.onnx_path), "config": str(result.config_path),
+                     "model_type": result.exported.model_type, "role": result.exported.role,
+                     "ops": result.op_counts}
+    if args.check:
+        from ocr_core.export.parity import check_parity
+
+        report = check_parity(cfg, result.onnx_path, exported=result.exported, out_dir=out,
+                              with_metric=not args.no_metric)
+        summary["parity"] = report.to_dict()
+    if args.format == "tensorrt":
+        from ocr_core.export.tensorrt_build import EXIT_NO_TENSORRT, TensorRTUnavailable, build_from_onnx
+
+        default_batch = 4 if result.exported.model_type == "det" else 16
+        mb = args.max_batch or default_batch
+        try:
+            engine = build_from_onnx(result.onnx_path, out / "model.engine", fp16=args.fp16,
+                                     batch=(1, min(mb, 1 if result.exported.model_type == "det" else 6), mb),
+                                     max_side=args.max_side)
+        except TensorRTUnavailable as exc:
+            print(json.dumps(summary, indent=2))
+            print(str(exc), file=sys.stderr)
+            return EXIT_NO_TENSORRT
+        summary["engine"] = str(engine)
+    print(json.dumps(summary, indent=2))
+    return 0
