@@ -33,14 +33,23 @@ VERBS: dict[str, tuple[str, str]] = {
     "weights": ("weights", "Import pretrained weights (official PP-OCRv3, PaddleOCR .pdparams, OpenOCR .pth)."),
     "storage": ("storage", "Object storage helpers: serve an embedded S3 server, upload, download."),
     "pipeline": ("pipeline", "Compile, run locally, submit or schedule the KFP training pipeline."),
-    "launch": ("launch", "Launch training as a Kubernetes PyTorchJob (or print it with --dry-run)."),
+    # lives outside ocr_core (it needs the kubernetes client, which ocr_core never imports)
+    "launch": ("components.launcher.cli", "Launch training as a PyTorchJob (or locally, or print it with --dry-run)."),
 }
+
+
+def _module_name(mod: str) -> str:
+    return mod if "." in mod else f"ocr_core.commands.{mod}"
 
 
 def _available() -> dict[str, tuple[str, str]]:
     out = {}
     for verb, (mod, helptext) in VERBS.items():
-        if importlib.util.find_spec(f"ocr_core.commands.{mod}") is not None:
+        try:
+            found = importlib.util.find_spec(_module_name(mod)) is not None
+        except ModuleNotFoundError:  # parent package absent (e.g. components not installed)
+            found = False
+        if found:
             out[verb] = (mod, helptext)
     return out
 
@@ -58,7 +67,7 @@ def build_parser(load_verb: str | None = None) -> argparse.ArgumentParser:
     for verb, (mod, helptext) in _available().items():
         p = sub.add_parser(verb, help=helptext, description=helptext)
         if verb == load_verb:
-            module = importlib.import_module(f"ocr_core.commands.{mod}")
+            module = importlib.import_module(_module_name(mod))
             module.add_arguments(p)
             p.set_defaults(_module=module)
     return parser

@@ -1,0 +1,274 @@
+"""Build a Kubeflow ``PyTorchJob`` (``kubeflow.org/v1``) for an OCRFlow training step.
+
+The job is Master (1 replica) + Worker (N-1 replicas); every replica runs one container named
+``pytorch`` (the webhook requires that name). What the training operator injects into it
+(kubeflow/trainer@v1.9.4 ``pkg/controller.v1/pytorch/envvar.go``, ``master.go``):
+
+* always ``PYTHONUNBUFFERED=1``;
+* ``MASTER_ADDR``/``PET_MASTER_ADDR`` = ``<job>-master-0``, ``MASTER_PORT``/``PET_MASTER_PORT`` =
+  the container port named ``pytorchjob-port`` (defaulted to 23456);
+* ``WORLD_SIZE`` = replicas x nprocPerNode (1 when not an int), ``RANK`` = ``PET_NODE_RANK`` =
+  replica index (+1 for Workers);
+* ``PET_NPROC_PER_NODE`` = ``nprocPerNode``. Note: the controller defaults an unset
+  ``nprocPerNode`` to ``"auto"`` before generating env (``pytorch_defaults.go``), and torchrun's
+  ``auto`` means one process per CPU core on a CPU node. So we always set it when using torchrun;
+* ``PET_NNODES`` = replicas (``min:max`` with an elasticPolicy, plus ``PET_RDZV_*``).
+
+Two worker command forms:
+
+* ``nproc_per_node=None``: ``python <program>``: the pod *is* one rank and reads ``RANK``,
+  ``WORLD_SIZE``, ``MASTER_ADDR``, ``MASTER_PORT`` (``init_method="env://"``).
+* ``nproc_per_node=K``: ``torchrun --nnodes=$(PET_NNODES) --nproc-per-node=$(PET_NPROC_PER_NODE)
+  --node-rank=$(PET_NODE_RANK) --master-addr=$(PET_MASTER_ADDR) --master-port=$(PET_MASTER_PORT)
+  <program>``. The kubelet expands ``$(VAR)`` from the container env; torchrun would also read
+  each ``PET_<FLAG>`` variable as that flag's default, which is what the elastic form relies on
+  (bare ``torchrun <program>``, because optional ``PET_RDZV_ID``/``PET_MAX_RESTARTS`` may be unset
+  and an undefined ``$(VAR)`` stays literal).
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import yaml
+
+# The one image every component and PyTorchJob replica runs; components' base_image reuses it.
+DEFAULT_IMAGE = "ghcr.io/ocrflow/ocrflow:0.1.0"
+
+GROUP = "kubeflow.org"
+VERSION = "v1"
+KIND = "PyTorchJob"
+PLURAL = "pytorchjobs"
+CONTAINER_NAME = "pytorch"  # required by the webhook
+PORT_NAME = "pytorchjob-port"  # the operator reads MASTER_PORT from this port
+DEFAULT_MASTER_PORT = 23456
+METRICS_PORT_NAME = "metrics"  # scraped by manifests/monitoring/podmonitor.yaml
+DEFAULT_METRICS_PORT = 9400
+DEFAULT_SERVICE_ACCOUNT = "ocrflow-trainer"
+DEFAULT_SECRET_KEYS = {"AWS_ACCESS_KEY_ID": "accesskey", "AWS_SECRET_ACCESS_KEY": "secretkey"}
+COMMON_LABELS = {"app.kubernetes.io/name": "ocrflow-trainer", "app.kubernetes.io/part-of": "ocrflow"}
+NON_ROOT_UID = 1000  # the `ocrflow` user of the Dockerfile
+
+_TORCHRUN_STATIC = [
+    "torchrun",
+    "--nnodes=$(PET_NNODES)",
+    "--nproc-per-node=$(PET_NPROC_PER_NODE)",
+    "--node-rank=$(PET_NODE_RANK)",
+    "--master-addr=$(PET_MASTER_ADDR)",
+    "--master-port=$(PET_MASTER_PORT)",
+]
+_ELASTIC_KEYS = {
+    "min_replicas": "minReplicas", "max_replicas": "maxReplicas", "max_restarts": "maxRestarts",
+    "rdzv_backend": "rdzvBackend", "rdzv_host": "rdzvHost", "rdzv_port": "rdzvPort",
+    "rdzv_id": "rdzvId", "rdzv_conf": "rdzvConf", "standalone": "standalone", "metrics": "metrics",
+}
+_DNS1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+
+
+def train_program(config: str, overrides: Sequence[str] = ()) -> list[str]:
+    """Python program args for a training rank: ``-m ocr_core.train -c CONFIG [-o k=v ...]``."""
+    prog = ["-m", "ocr_core.train", "-c", config]
+    if overrides:
+        prog += ["-o", *overrides]
+    return prog
+
+
+def worker_command(program: Sequence[str], nproc_per_node: int | None, elastic: bool = False) -> list[str]:
+    """The container command for one replica (see the module docstring for the two forms)."""
+    if not program:
+        raise ValueError("program must not be empty (e.g. ['-m', 'ocr_core.train', '-c', 'cfg.yml'])")
+    if nproc_per_node is None and not elastic:
+        return ["python", *program]
+    if elastic:
+        return ["torchrun", *program]
+    return [*_TORCHRUN_STATIC, *program]
+
+
+def _elastic_policy(elastic: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in elastic.items():
+        camel = _ELASTIC_KEYS.get(key, key)
+        if camel not in _ELASTIC_KEYS.values():
+            raise ValueError(f"unknown elastic policy key {key!r}; known: {sorted(_ELASTIC_KEYS)}")
+        out[camel] = value
+    return out
+
+
+def build_pytorchjob(
+    name: str,
+    command: Sequence[str],
+    *,
+    namespace: str = "default",
+    image: str = DEFAULT_IMAGE,
+    workers: int = 2,
+    nproc_per_node: int | None = None,
+    gpus_per_worker: int = 0,
+    cpu_request: str | None = "1",
+    cpu_limit: str | None = None,
+    memory_request: str | None = "4Gi",
+    memory_limit: str | None = "4Gi",
+    env: Mapping[str, str] | None = None,
+    secret_name: str | None = None,
+    secret_keys: Mapping[str, str] | None = DEFAULT_SECRET_KEYS,
+    shm_size: str | None = "1Gi",
+    restart_policy: str = "OnFailure",
+    backoff_limit: int | None = 3,
+    clean_pod_policy: str | None = "None",
+    ttl_seconds_after_finished: int | None = 86400,
+    active_deadline_seconds: int | None = None,
+    elastic: Mapping[str, Any] | None = None,
+    labels: Mapping[str, str] | None = None,
+    annotations: Mapping[str, str] | None = None,
+    service_account: str | None = DEFAULT_SERVICE_ACCOUNT,
+    node_selector: Mapping[str, str] | None = None,
+    tolerations: Sequence[Mapping[str, Any]] | None = None,
+    priority_class: str | None = None,
+    image_pull_policy: str = "IfNotPresent",
+    master_port: int = DEFAULT_MASTER_PORT,
+    metrics_port: int | None = DEFAULT_METRICS_PORT,
+    run_as_user: int = NON_ROOT_UID,
+) -> dict[str, Any]:
+    """Return a PyTorchJob manifest (a plain dict, ready for ``CustomObjectsApi``).
+
+    Args:
+        name: Job name (DNS-1035 label: lowercase, digits, '-', starts with a letter).
+        command: The Python program one rank runs, without the interpreter, e.g.
+            ``train_program("cfg.yml")`` or ``["script.py", "--flag"]``.
+        workers: Total replicas (nodes) including the Master; Worker replicas = workers - 1.
+        nproc_per_node: Processes per replica through torchrun; None runs ``python`` directly
+            (one rank per pod). With ``gpus_per_worker > 1`` it defaults to the GPU count.
+        gpus_per_worker: ``nvidia.com/gpu`` per replica (requests == limits).
+        secret_name: Object-store credentials Secret (KFP's keys ``accesskey``/``secretkey``).
+        secret_keys: env name -> Secret key (``secretKeyRef``); None loads the whole Secret
+            with ``envFrom`` (its keys must then be env names).
+        shm_size: Size of the ``/dev/shm`` memory emptyDir (DataLoader workers need it).
+        elastic: ``elasticPolicy`` (snake_case or camelCase keys); needs ``workers >= 2``.
+        labels: Extra labels on the job and its pods (e.g. ``pipelines.kubeflow.org/run_id``).
+    """
+    if not _DNS1035.match(name) or len(name) > 63:
+        raise ValueError(f"job name {name!r} is not a DNS-1035 label")
+    if workers < 1:
+        raise ValueError("workers must be >= 1 (the Master counts as one)")
+    if elastic is not None and workers < 2:
+        raise ValueError("an elastic policy needs Worker replicas (workers >= 2)")
+    if restart_policy not in ("OnFailure", "Never", "Always", "ExitCode"):
+        raise ValueError(f"restart_policy {restart_policy!r} not in OnFailure/Never/Always/ExitCode")
+    if nproc_per_node is None and gpus_per_worker > 1:
+        nproc_per_node = gpus_per_worker
+
+    container: dict[str, Any] = {
+        "name": CONTAINER_NAME,
+        "image": image,
+        "imagePullPolicy": image_pull_policy,
+        "command": worker_command(command, nproc_per_node, elastic is not None),
+    }
+    env_list = [{"name": k, "value": str(v)} for k, v in (env or {}).items()]
+    if secret_name and secret_keys is not None:
+        env_list += [{"name": var, "valueFrom": {"secretKeyRef": {"name": secret_name, "key": key}}}
+                     for var, key in secret_keys.items()]
+    if env_list:
+        container["env"] = env_list
+    if secret_name and secret_keys is None:
+        container["envFrom"] = [{"secretRef": {"name": secret_name}}]
+    ports = [{"name": PORT_NAME, "containerPort": master_port, "protocol": "TCP"}]
+    if metrics_port is not None:
+        ports.append({"name": METRICS_PORT_NAME, "containerPort": metrics_port, "protocol": "TCP"})
+    container["ports"] = ports
+    container["resources"] = _resources(cpu_request, cpu_limit, memory_request, memory_limit, gpus_per_worker)
+    container["securityContext"] = {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "runAsNonRoot": True,
+        "readOnlyRootFilesystem": False,  # torch/triton caches write under $HOME
+    }
+    if shm_size:
+        container["volumeMounts"] = [{"name": "dshm", "mountPath": "/dev/shm"}]
+
+    pod_spec: dict[str, Any] = {}
+    if service_account:
+        pod_spec["serviceAccountName"] = service_account
+    if priority_class:
+        pod_spec["priorityClassName"] = priority_class
+    if node_selector:
+        pod_spec["nodeSelector"] = dict(node_selector)
+    if tolerations:
+        pod_spec["tolerations"] = [dict(t) for t in tolerations]
+    pod_spec["securityContext"] = {
+        "runAsNonRoot": True, "runAsUser": run_as_user, "runAsGroup": run_as_user, "fsGroup": run_as_user,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    pod_spec["containers"] = [container]
+    if shm_size:
+        pod_spec["volumes"] = [{"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": shm_size}}]
+
+    all_labels = {**COMMON_LABELS, **(labels or {})}
+    # Istio sidecars never exit, which would keep finished replicas Running forever.
+    pod_annotations = {"sidecar.istio.io/inject": "false", **(annotations or {})}
+
+    def replica(n: int) -> dict[str, Any]:
+        return {
+            "replicas": n,
+            "restartPolicy": restart_policy,
+            "template": {
+                "metadata": {"labels": dict(all_labels), "annotations": dict(pod_annotations)},
+                "spec": copy.deepcopy(pod_spec),
+            },
+        }
+
+    replica_specs = {"Master": replica(1)}
+    if workers > 1:
+        replica_specs["Worker"] = replica(workers - 1)
+
+    run_policy: dict[str, Any] = {}
+    if clean_pod_policy is not None:
+        run_policy["cleanPodPolicy"] = clean_pod_policy
+    if backoff_limit is not None:
+        run_policy["backoffLimit"] = backoff_limit
+    if ttl_seconds_after_finished is not None:
+        run_policy["ttlSecondsAfterFinished"] = ttl_seconds_after_finished
+    if active_deadline_seconds is not None:
+        run_policy["activeDeadlineSeconds"] = active_deadline_seconds
+
+    spec: dict[str, Any] = {}
+    if run_policy:
+        spec["runPolicy"] = run_policy
+    if elastic is not None:
+        spec["elasticPolicy"] = _elastic_policy(elastic)
+    if nproc_per_node is not None:
+        spec["nprocPerNode"] = str(nproc_per_node)  # a string in the CRD (int, auto, cpu, gpu)
+    spec["pytorchReplicaSpecs"] = replica_specs
+
+    metadata: dict[str, Any] = {"name": name, "namespace": namespace, "labels": dict(all_labels)}
+    if annotations:
+        metadata["annotations"] = dict(annotations)
+    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": KIND, "metadata": metadata, "spec": spec}
+
+
+def _resources(cpu_req: str | None, cpu_lim: str | None, mem_req: str | None, mem_lim: str | None,
+               gpus: int) -> dict[str, dict[str, str]]:
+    requests: dict[str, str] = {}
+    limits: dict[str, str] = {}
+    if cpu_req:
+        requests["cpu"] = str(cpu_req)
+    if mem_req:
+        requests["memory"] = str(mem_req)
+    if cpu_lim:
+        limits["cpu"] = str(cpu_lim)
+    if mem_lim:
+        limits["memory"] = str(mem_lim)
+    if gpus:
+        requests["nvidia.com/gpu"] = limits["nvidia.com/gpu"] = str(gpus)
+    out = {}
+    if requests:
+        out["requests"] = requests
+    if limits:
+        out["limits"] = limits
+    return out
+
+
+def to_yaml(job: Mapping[str, Any]) -> str:
+    """Stable YAML for ``--dry-run`` and golden files (key order as built)."""
+    return yaml.safe_dump(dict(job), sort_keys=False, default_flow_style=False, width=120)
