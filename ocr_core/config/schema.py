@@ -62,7 +62,8 @@ class GlobalConfig:
     channels_last: bool = False
     grad_accum_steps: int = 1  # optimizer step every N batches (DDP all-reduces once per step)
     max_steps: int | None = None  # stop after this many iterations (smoke runs, benchmarks)
-    metrics_port: int | None = None
+    metrics_port: int | None = None  # /metrics port (env OCRFLOW_METRICS_PORT); None = off
+    eval_visualize: int = 8  # det/rec eval pictures kept per evaluation in <save_model_dir>/eval_vis; 0 = off
     model_name: str | None = None
     uniform_output_enabled: bool = False
     export_with_pir: bool = False

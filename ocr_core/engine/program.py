@@ -27,6 +27,7 @@ from ocr_core.engine.distributed import DistInfo, barrier, cleanup, init_distrib
 from ocr_core.engine.loop import StepState, evaluate, train_one_epoch
 from ocr_core.errors import ConfigError
 from ocr_core.observability.logging import setup_logger
+from ocr_core.observability.metrics import TrainingMetrics
 
 log = logging.getLogger("ocrflow")
 GLOBAL_INJECT = ("character_dict_path", "use_space_char", "max_text_length")
@@ -129,6 +130,7 @@ class Run:
     amp_dtype: torch.dtype = torch.bfloat16
     save_dir: Path = Path(".")
     history: list[dict[str, Any]] = field(default_factory=list)
+    telemetry: TrainingMetrics | None = None  # Prometheus metrics + curves/report record (training)
 
 
 def prepare(cfg: dict[str, Any], mode: str = "train") -> Run:
@@ -207,7 +209,71 @@ def save(run: Run, name: str, best: dict[str, float] | None = None) -> Path | No
     t0 = time.perf_counter()
     path = ckpt_mod.save_checkpoint(run.save_dir / name, checkpoint_payload(run, best))
     log.info("saved %s (%.2fs)", path, time.perf_counter() - t0)
+    if run.telemetry is not None:
+        run.telemetry.on_checkpoint(name, time.perf_counter() - t0)
     return path
+
+
+def class_dependent_keys(run: Run) -> set[str]:
+    """State-dict keys whose shape depends on the rec class count (CTC fc, SAR embedding/output).
+
+    Found exactly by building the same architecture for another class count on the meta device
+    and comparing shapes.
+    """
+    if not run.charset:
+        return set()
+    from ocr_core.modeling import build_model
+
+    other = {"Architecture": copy.deepcopy(run.cfg["Architecture"])}
+    wire_rec_heads(other, len(run.charset) + 8)
+    with torch.device("meta"):
+        probe = build_model(other["Architecture"]).state_dict()
+    own = unwrap(run.model).state_dict()
+    return {k for k, v in own.items() if k in probe and tuple(probe[k].shape) != tuple(v.shape)}
+
+
+def _multihead_to_ctc(state: dict[str, torch.Tensor], own: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """Load a MultiHead (CTC+SAR) checkpoint's CTC branch into a Neck + CTCHead model."""
+    if not any(k.startswith("head.ctc_encoder.") for k in state) or any(k.startswith("head.ctc_encoder.") for k in own):
+        return state
+    out: dict[str, torch.Tensor] = {}
+    dropped = 0
+    for k, v in state.items():
+        if k.startswith("head.ctc_encoder."):
+            out["neck." + k[len("head.ctc_encoder."):]] = v
+        elif k.startswith("head.ctc_head."):
+            out["head." + k[len("head.ctc_head."):]] = v
+        elif k.startswith("head.sar_head."):
+            dropped += 1
+        else:
+            out[k] = v
+    log.info("checkpoint has a MultiHead (CTC+SAR) head: its CTC branch loads into the model's "
+             "Neck + CTCHead; the SAR branch (%d tensors) is not used", dropped)
+    return out
+
+
+def adapt_pretrained_state(run: Run, ck: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """Weights of a pretrained checkpoint fitted to this run's rec dictionary.
+
+    When the checkpoint's dictionary differs from the config's, the class-dependent head
+    tensors are dropped (they stay freshly initialised) and a log line names both sizes.
+    """
+    state = dict(ck["model"])
+    if run.charset is None:
+        return state
+    state = _multihead_to_ctc(state, unwrap(run.model).state_dict())
+    ck_chars = ck.get("charset")
+    if ck_chars is None or list(ck_chars) == list(run.charset):
+        return state
+    keys = class_dependent_keys(run)
+    dropped = sorted(k for k in keys if k in state)
+    for k in dropped:
+        del state[k]
+    log.warning("dictionary mismatch: the checkpoint's dictionary has %d characters (%d classes), the "
+                "config's %d (%d classes); re-initialising the class-dependent head weights: %s",
+                len(ck_chars), len(ck_chars) + 1, len(run.charset), len(run.charset) + 1,
+                ", ".join(dropped) or "(none)")
+    return state
 
 
 def load_for_run(run: Run) -> None:
@@ -216,6 +282,11 @@ def load_for_run(run: Run) -> None:
     model = unwrap(run.model)
     if g.checkpoints:
         ck = ckpt_mod.load_checkpoint(g.checkpoints, map_location=run.dist.device)
+        if run.charset is not None and ck.get("charset") is not None and list(ck["charset"]) != run.charset:
+            raise ConfigError(f"{g.checkpoints} was trained with a {len(ck['charset'])}-character dictionary, "
+                              f"the config has {len(run.charset)}: resuming needs the same dictionary "
+                              "(use Global.pretrained_model to fine-tune with a new one)",
+                              "Global.character_dict_path")
         ckpt_mod.load_weights(model, ck["model"], strict=True, source=g.checkpoints)
         if run.optimizer is not None and ck.get("optimizer"):
             run.optimizer.load_state_dict(ck["optimizer"])
@@ -231,8 +302,13 @@ def load_for_run(run: Run) -> None:
         log.info("resumed from %s: next epoch %d, global_step %d, best %s", g.checkpoints,
                  run.state.epoch, run.state.global_step, run.state.best_metric)
     elif g.pretrained_model:
-        ckpt_mod.load_pretrained(model, g.pretrained_model, strict=g.pretrained_strict,
-                                 max_missing_ratio=g.pretrained_max_missing_ratio)
+        ck = ckpt_mod.load_checkpoint(g.pretrained_model, map_location=run.dist.device)
+        report = ckpt_mod.load_weights(model, adapt_pretrained_state(run, ck), strict=g.pretrained_strict,
+                                       max_missing_ratio=g.pretrained_max_missing_ratio,
+                                       source=g.pretrained_model)
+        log.info("pretrained weights from %s: %s", g.pretrained_model, report.summary())
+        if report.missing or report.unexpected or report.mismatched:
+            log.info("%s", report.details())
     else:
         log.info("training from scratch")
 
@@ -245,16 +321,26 @@ def _eval_due(g: GlobalConfig, step: int) -> bool:
 
 def run_eval_and_track(run: Run, show_progress: bool = True) -> dict[str, float]:
     """Evaluate, update the best metric (``>=`` as PaddleOCR) and save best checkpoints."""
+    from ocr_core.observability.visualize import make_eval_visualizer
+
+    n_vis = run.g.eval_visualize if run.dist.is_main else 0  # pictures of rank 0's shard
+    vis = make_eval_visualizer(run.cfg, run.model_type, n_vis, run.metric)
     metrics = evaluate(run.model, run.eval_loader, run.post_process, run.metric, device=run.dist.device,
                        model_type=run.model_type, amp=run.g.use_amp, amp_dtype=run.amp_dtype,
-                       channels_last=run.g.channels_last, show_progress=show_progress and run.dist.is_main)
+                       channels_last=run.g.channels_last, show_progress=show_progress and run.dist.is_main,
+                       on_batch=vis)
+    if vis is not None:
+        vis.save(run.save_dir / "eval_vis")
     main = run.metric.main_indicator
     cur = metrics.get(main, 0.0)
     best = run.state.best_metric
     log.info("eval @ epoch %d step %d: %s", run.state.epoch, run.state.global_step,
              ", ".join(f"{k}: {v:.4f}" for k, v in metrics.items()))
+    at = {"best_epoch": run.state.epoch, "best_step": run.state.global_step}
     if not best or cur >= best.get(main, -1.0):
-        run.state.best_metric = {**metrics, "best_epoch": run.state.epoch, "best_step": run.state.global_step}
+        # keep the per-role bests ({role}_best_{main}) across a new overall best
+        role_bests = {k: v for k, v in best.items() if k.endswith(f"_best_{main}")}
+        run.state.best_metric = {**role_bests, **metrics, **at}
         save(run, "best_accuracy")
     # distillation: keep the best checkpoint of every role that reports the main indicator
     for key, val in metrics.items():
@@ -263,8 +349,11 @@ def run_eval_and_track(run: Run, show_progress: bool = True) -> dict[str, float]
             rkey = f"{role}_best_{main}"
             if val >= run.state.best_metric.get(rkey, -1.0):
                 run.state.best_metric[rkey] = val
-                save(run, f"best_accuracy_{role}")
+                # its best_metric describes the weights it holds: this evaluation's metrics
+                save(run, f"best_accuracy_{role}", best={**metrics, **at, rkey: val})
     run.history.append({"epoch": run.state.epoch, "global_step": run.state.global_step, **metrics})
+    if run.telemetry is not None:
+        run.telemetry.on_eval(metrics)
     return metrics
 
 
@@ -274,6 +363,8 @@ def train(cfg: dict[str, Any]) -> dict[str, Any]:
     try:
         return _train(run)
     finally:
+        if run.telemetry is not None:
+            run.telemetry.close()
         cleanup()
 
 
@@ -303,6 +394,7 @@ def _train(run: Run) -> dict[str, Any]:
     log.info("training %s: %d epochs x %d steps, batch %d/rank, world %d, device %s, amp %s",
              run.model_type, g.epoch_num, steps, run.cfg["Train"]["loader"].get("batch_size_per_card", 1),
              run.dist.world_size, run.dist.device, g.use_amp)
+    run.telemetry = TrainingMetrics.for_run(run)  # serves /metrics when a port is configured
     last_eval_step = -1
     stop = False
 
@@ -326,7 +418,8 @@ def _train(run: Run) -> dict[str, Any]:
             device=run.dist.device, model_type=run.model_type, epoch_num=g.epoch_num,
             print_batch_step=g.print_batch_step, smooth_window=g.log_smooth_window, scaler=run.scaler,
             amp=g.use_amp, amp_dtype=run.amp_dtype, channels_last=g.channels_last, clip_norm=clip, grad_accum_steps=g.grad_accum_steps,
-            max_steps=g.max_steps, after_step=after_step)
+            max_steps=g.max_steps, after_step=after_step, metrics_sink=run.telemetry.on_step)
+        run.telemetry.on_epoch_end(epoch_logs)
         stop = g.max_steps is not None and run.state.global_step >= g.max_steps
         if run.eval_loader is not None and g.eval_batch_epoch and epoch % g.eval_batch_epoch == 0 \
                 and last_eval_step != run.state.global_step:
@@ -341,6 +434,8 @@ def _train(run: Run) -> dict[str, Any]:
     if run.eval_loader is not None and g.eval_at_end and last_eval_step != run.state.global_step:
         run_eval_and_track(run)
     barrier()
+    # push; rank 0 writes training_summary.json, curves.png and report.html
+    run.telemetry.finish(run.save_dir if run.dist.is_main else None, run.history, run.state.best_metric)
     log.info("done: global_step %d, best %s", run.state.global_step, run.state.best_metric)
     return {"global_step": run.state.global_step, "epoch": run.state.epoch, "best_metric": run.state.best_metric,
             "last_epoch": epoch_logs, "history": run.history, "save_dir": str(run.save_dir)}
@@ -363,7 +458,8 @@ def evaluate_config(cfg: dict[str, Any]) -> dict[str, float]:
             raise ConfigError("set Global.checkpoints (or Global.pretrained_model) to the model to evaluate",
                               "Global.checkpoints")
         ck = ckpt_mod.load_checkpoint(src, map_location=run.dist.device)
-        report = ckpt_mod.load_weights(unwrap(run.model), ck["model"], strict=run.g.pretrained_strict or bool(run.g.checkpoints),
+        report = ckpt_mod.load_weights(unwrap(run.model), adapt_pretrained_state(run, ck),
+                                       strict=run.g.pretrained_strict or bool(run.g.checkpoints),
                                        max_missing_ratio=run.g.pretrained_max_missing_ratio, source=src)
         log.info("loaded %s: %s", src, report.summary())
         metrics = evaluate(run.model, run.eval_loader, run.post_process, run.metric, device=run.dist.device,
