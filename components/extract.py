@@ -1,0 +1,17 @@
+"""Component ``extract``: one role of a distillation checkpoint as a plain model prefix."""
+
+from kfp import dsl
+from kfp.dsl import Input, Model, Output
+
+from components.launcher.pytorchjob import DEFAULT_IMAGE
+
+
+@dsl.component(base_image=DEFAULT_IMAGE, install_kfp_package=False)
+def extract(model: Input[Model], role: str, plain: Output[Model]):
+    """Write ``<model uri>-<role>/model.pt`` (plain keys, plain config)."""
+    from components import _steps
+    from components._kfp_io import read_info, write_info
+
+    src = read_info(model)
+    info = write_info(plain, _steps.extract(src["uri"], role, src["uri"].rstrip("/") + "-" + role.lower()))
+    print(f"extracted {role} -> {info['uri']}")

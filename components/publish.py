@@ -1,0 +1,21 @@
+"""Component ``publish``: copy det + rec to ``models/<name>/<version>/`` and move ``production``."""
+
+from kfp import dsl
+from kfp.dsl import Artifact, Input, Model
+
+from components.launcher.pytorchjob import DEFAULT_IMAGE
+
+
+@dsl.component(base_image=DEFAULT_IMAGE, install_kfp_package=False)
+def publish(det: Input[Model], rec: Input[Model], result: Input[Artifact], registry_uri: str,
+            model_name: str) -> str:
+    """The version is content-derived (both exported models' digests); returns it."""
+    from components import _steps
+    from components._kfp_io import read_info
+
+    d, r = read_info(det), read_info(rec)
+    version = _steps.content_key(d["digest"], r["digest"])[:12]
+    pointer = _steps.publish({"det": d["uri"], "rec": r["uri"]}, registry_uri, model_name, version,
+                             read_info(result)["results"]["candidate"])
+    print(f"published {model_name} {version}: {pointer['parts']}")
+    return version

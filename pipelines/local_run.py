@@ -1,0 +1,84 @@
+"""Run the DAG on this machine with ``kfp.local`` (``SubprocessRunner(use_venv=False)``).
+
+Each task is a subprocess of this interpreter; they reach object storage through the
+environment (``OCRFLOW_S3_ENDPOINT`` + keys), which :func:`run_local` sets from ``env`` (e.g.
+``EmbeddedS3.env``). ``pipeline_root`` must be a local directory (kfp.local limitation).
+"""
+
+import os
+import re
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from kfp import local
+
+from pipelines.ocr_train_pipeline import ocr_train_pipeline
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+# kfp.local logs "Executing task 'x'" / "Task 'x' finished with status SUCCESS"
+_START = re.compile(r"Executing task '([^']+)'")
+_END = re.compile(r"Task '([^']+)' finished with status (\w+)")
+
+
+class StepTimer:
+    """Collects per-task status and wall time from kfp.local's log lines (a ``logging`` handler)."""
+
+    def __init__(self) -> None:
+        self.started: dict[str, float] = {}
+        self.steps: dict[str, dict[str, Any]] = {}
+
+    def feed(self, line: str) -> None:
+        now = time.monotonic()
+        line = _ANSI.sub("", line)
+        if m := _START.search(line):
+            self.started[m.group(1)] = now
+            self.steps[m.group(1)] = {"status": "RUNNING", "seconds": None}
+        elif m := _END.search(line):
+            t0 = self.started.get(m.group(1), now)
+            self.steps[m.group(1)] = {"status": m.group(2), "seconds": round(now - t0, 1)}
+
+
+def run_local(params: Mapping[str, Any], pipeline_root: str | os.PathLike[str], env: Mapping[str, str] | None = None,
+              enable_caching: bool = False, timer: StepTimer | None = None) -> Any:
+    """Run the pipeline with ``params``; returns kfp.local's result (raises when a task fails)."""
+    import logging
+
+    os.environ.update(env or {})
+    root = Path(pipeline_root).resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root),
+               enable_caching=enable_caching)
+    # kfp.local replaces the root logger's handlers during a run; a filter on the root logger stays
+    flt = None
+    if timer is not None:
+        class _Feed(logging.Filter):
+            def filter(self, record: logging.LogRecord) -> bool:
+                timer.feed(record.getMessage())
+                return True
+
+        flt = _Feed()
+        logging.getLogger().addFilter(flt)
+    try:
+        return ocr_train_pipeline(**dict(params))
+    finally:
+        if flt is not None:
+            logging.getLogger().removeFilter(flt)
+
+
+def display_names() -> dict[str, str]:
+    """Task name (``train-2``) -> display name (``train det teacher (DML)``), from the compiled spec."""
+    out: dict[str, str] = {}
+
+    def walk(dag: Any) -> None:
+        for name, task in dag.tasks.items():
+            out[name] = task.task_info.name or name
+        for comp in spec.components.values():
+            if comp.HasField("dag"):
+                for name, task in comp.dag.tasks.items():
+                    out.setdefault(name, task.task_info.name or name)
+
+    spec = ocr_train_pipeline.pipeline_spec
+    walk(spec.root.dag)
+    return out

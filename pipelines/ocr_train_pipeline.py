@@ -1,0 +1,119 @@
+"""The OCRFlow training DAG (docs/pipeline.md; shape from ARCHITECTURE.md "The DAG").
+
+    ingest -> convert_labels -> validate_data -+-> build_lmdb -> train rec -> eval rec -> export rec -+
+                                               +-> train teacher (DML) -> extract teacher             |
+                                                   -> train student (CML) -> extract student          |
+                                                   -> eval det (vs off-the-shelf, production) -> export det
+                                                                                                      v
+                                             system_eval (det+rec end to end) -> gate -> [if] publish
+
+Steps exchange manifest artifacts (URI + sha256 digest); data and checkpoints stay in object
+storage under ``store_root``. Each producing step writes to a content-derived prefix (raw digest,
+config hash + overrides + input digests), so a re-run with the same inputs reuses finished work.
+Credentials: env only (kfp-kubernetes secret/config map on a cluster, the runner's env locally).
+"""
+
+
+from kfp import dsl, kubernetes
+
+from components.build_lmdb import build_lmdb
+from components.convert_labels import convert_labels
+from components.evaluate import evaluate
+from components.export import export
+from components.extract import extract
+from components.gate import gate
+from components.ingest import ingest
+from components.publish import publish
+from components.system_eval import system_eval
+from components.train import train
+from components.validate_data import validate_data
+
+PIPELINE_NAME = "ocr-train-pipeline"
+OBJECT_STORE_SECRET = "ocrflow-objectstore"  # manifests/base/objectstore-secret.yaml
+OBJECT_STORE_CONFIG = "ocrflow-objectstore-config"  # optional: key ``endpoint`` -> OCRFLOW_S3_ENDPOINT
+SECRET_ENV = {"accesskey": "AWS_ACCESS_KEY_ID", "secretkey": "AWS_SECRET_ACCESS_KEY"}
+DET_STUDENT_INIT_KEYS = ["Architecture.Models.Student.pretrained", "Architecture.Models.Student2.pretrained"]
+DATA_RETRIES = 2
+
+
+def _platform(task: dsl.PipelineTask, display: str) -> dsl.PipelineTask:
+    """Object-store credentials from the Secret (never parameters); a display name per task."""
+    kubernetes.use_secret_as_env(task, secret_name=OBJECT_STORE_SECRET, secret_key_to_env=SECRET_ENV)
+    kubernetes.use_config_map_as_env(task, config_map_name=OBJECT_STORE_CONFIG,
+                                     config_map_key_to_env={"endpoint": "OCRFLOW_S3_ENDPOINT"}, optional=True)
+    task.set_display_name(display)
+    return task
+
+
+@dsl.pipeline(name=PIPELINE_NAME, description="PP-OCRv3 det (DML teacher -> CML student) + rec training, "
+              "evaluation, ONNX export with parity gate, champion/challenger publish.")
+def ocr_train_pipeline(
+    raw_data_uri: str,
+    store_root: str = "s3://ocrflow",
+    model_name: str = "ppocrv3",
+    det_teacher_config: str = "configs/det/ch_PP-OCRv3/ch_PP-OCRv3_det_dml.yml",
+    det_student_config: str = "configs/det/ch_PP-OCRv3/ch_PP-OCRv3_det_cml.yml",
+    rec_config: str = "pipelines/configs/ch_PP-OCRv3_rec_ctc_lmdb.yml",
+    det_overrides: list = [],  # noqa: B006 - KFP parameter defaults are literals
+    teacher_overrides: list = [],  # noqa: B006
+    student_overrides: list = [],  # noqa: B006
+    rec_overrides: list = [],  # noqa: B006
+    det_eval_overrides: list = [],  # noqa: B006
+    rec_eval_overrides: list = [],  # noqa: B006
+    det_pretrained_uri: str = "",
+    rec_pretrained_uri: str = "",
+    epochs: int = 0,
+    workers: int = 1,
+    gpus: int = 0,
+    launcher: str = "local",
+    max_error_ratio: float = 0.0,
+    parity_atol: float = 1e-3,
+    gate_margin: float = 0.0,
+):
+    ing = _platform(ingest(raw_uri=raw_data_uri, store_root=store_root), "ingest")
+    conv = _platform(convert_labels(raw=ing.outputs["raw"], store_root=store_root), "convert labels")
+    val = _platform(validate_data(dataset=conv.outputs["dataset"], max_error_ratio=max_error_ratio),
+                    "validate data")
+    for t in (ing, conv):
+        t.set_retry(num_retries=DATA_RETRIES, backoff_duration="10s", backoff_factor=2.0)
+    dataset = conv.outputs["dataset"]
+    common = dict(store_root=store_root, launcher=launcher, workers=workers, gpus=gpus, epochs=epochs,
+                  s3_secret=OBJECT_STORE_SECRET)
+
+    # --- recognition branch
+    lmdb = _platform(build_lmdb(dataset=dataset), "build LMDB (rec)").after(val)
+    lmdb.set_retry(num_retries=DATA_RETRIES, backoff_duration="10s", backoff_factor=2.0)
+    rec_train = _platform(train(model_type="rec", config=rec_config, overrides=rec_overrides, extra_overrides=[],
+                                data=lmdb.outputs["lmdb"], step="rec_train", init_uri=rec_pretrained_uri,
+                                init_keys=["Global.pretrained_model"], **common), "train rec")
+    rec_eval = _platform(evaluate(model_type="rec", model=rec_train.outputs["model"], data=lmdb.outputs["lmdb"],
+                                  overrides=rec_eval_overrides, baseline_uri=rec_pretrained_uri,
+                                  registry_uri=store_root, model_name=model_name), "eval rec")
+    rec_export = _platform(export(model_type="rec", model=rec_train.outputs["model"], data=lmdb.outputs["lmdb"],
+                                  overrides=rec_eval_overrides, atol=parity_atol), "export rec").after(rec_eval)
+
+    # --- detection branch: DML teacher -> extract -> CML student -> extract
+    teacher = _platform(train(model_type="det", config=det_teacher_config, overrides=det_overrides,
+                              extra_overrides=teacher_overrides, data=dataset, step="det_teacher",
+                              **common), "train det teacher (DML)").after(val)
+    teacher_x = _platform(extract(model=teacher.outputs["model"], role="Student"), "extract teacher")
+    student = _platform(train(model_type="det", config=det_student_config, overrides=det_overrides,
+                              extra_overrides=student_overrides, data=dataset, step="det_student",
+                              teacher=teacher_x.outputs["plain"], init_uri=det_pretrained_uri,
+                              init_keys=DET_STUDENT_INIT_KEYS, **common), "train det student (CML)")
+    student_x = _platform(extract(model=student.outputs["model"], role="Student"), "extract student")
+    det_eval = _platform(evaluate(model_type="det", model=student_x.outputs["plain"], data=dataset,
+                                  overrides=det_eval_overrides, baseline_uri=det_pretrained_uri,
+                                  registry_uri=store_root, model_name=model_name), "eval det")
+    det_export = _platform(export(model_type="det", model=student_x.outputs["plain"], data=dataset,
+                                  overrides=det_eval_overrides, atol=parity_atol), "export det").after(det_eval)
+
+    # --- system eval, gate, publish
+    sys_eval = _platform(system_eval(det=det_export.outputs["onnx_model"], rec=rec_export.outputs["onnx_model"],
+                                     data=dataset, registry_uri=store_root, model_name=model_name),
+                         "system eval (det+rec)")
+    decision = _platform(gate(result=sys_eval.outputs["result"], margin=gate_margin), "gate")
+    with dsl.If(decision.outputs["Output"] == True, name="challenger-wins"):  # noqa: E712 - a KFP condition
+        _platform(publish(det=det_export.outputs["onnx_model"], rec=rec_export.outputs["onnx_model"],
+                          result=sys_eval.outputs["result"], registry_uri=store_root, model_name=model_name),
+                  "publish")
