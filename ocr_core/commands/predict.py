@@ -24,6 +24,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default=None, help="write <name>.png visualisations and results.json here")
     parser.add_argument("--drop-score", type=float, default=0.5, help="det+rec: drop texts scoring below this")
     parser.add_argument("--threads", type=int, default=None, help="onnxruntime intra-op threads")
+    parser.add_argument("--det_algorithm", "--det-algorithm", default=None, choices=["DB", "EAST"],
+                        help="det post-processing (default: the algorithm recorded in the exported model)")
 
 
 def _images(path: Path) -> list[Path]:
@@ -44,7 +46,8 @@ def run(args: argparse.Namespace) -> int:
 
     from ocr_core.export.predictors import RecPredictor, TextSystem, draw_results, load_predictor
 
-    first = load_predictor(args.model, intra_op_num_threads=args.threads)
+    extra = {"det_algorithm": args.det_algorithm} if args.det_algorithm else {}
+    first = load_predictor(args.model, intra_op_num_threads=args.threads, **extra)
     system = None
     if args.rec_model:
         rec = RecPredictor(args.rec_model, intra_op_num_threads=args.threads)

@@ -224,8 +224,68 @@ def _check_data_section(sec: Any, where: str) -> None:
     check_dataclass(LoaderConfig, sec.get("loader"), f"{where}.loader")
 
 
+_OPENOCR_SCHEDULERS = {"CosineAnnealingLR": "Cosine", "CosineAnnealing": "Cosine", "Cosine": "Cosine",
+                       "Const": "Const", "ConstLR": "Const", "LinearLR": "Linear", "Linear": "Linear",
+                       "StepLR": "Step", "Step": "Step", "MultiStepLR": "Piecewise", "Piecewise": "Piecewise",
+                       "Polynomial": "Polynomial", "PolynomialLR": "Polynomial"}
+
+
+def normalize_openocr(cfg: dict[str, Any]) -> dict[str, Any]:
+    """Rewrite OpenOCR-style keys in place onto ours (a no-op for PaddleOCR configs).
+
+    ``LRScheduler`` -> ``Optimizer.lr`` (``CosineAnnealingLR`` -> ``Cosine``, ``warmup_epoch`` kept);
+    ``Optimizer.lr: <float>`` -> ``Optimizer.lr.learning_rate``; ``Optimizer.filter_bias_and_bn``
+    -> ``one_dim_param_no_weight_decay``; ``Global.output_dir`` -> ``save_model_dir``;
+    ``Global.device: gpu|cpu`` -> ``use_gpu`` (+ ``device: cpu``); ``Global.save_epoch_step:
+    [start, every]`` -> ``every``; ``Global.model_type`` -> ``Architecture.model_type``;
+    ``Global.use_tensorboard`` -> ``use_visualdl``; top-level ``profiler_options`` dropped.
+    """
+    g = cfg.get("Global")
+    if isinstance(g, dict):
+        if "output_dir" in g:
+            out = g.pop("output_dir")
+            g.setdefault("save_model_dir", out)
+        if g.get("device") in ("gpu", "cpu"):
+            dev = g.pop("device")
+            g["use_gpu"] = dev == "gpu"
+            if dev == "cpu":
+                g["device"] = "cpu"
+        if isinstance(g.get("save_epoch_step"), list) and len(g["save_epoch_step"]) == 2:
+            g["save_epoch_step"] = int(g["save_epoch_step"][1])
+        if "use_tensorboard" in g:
+            g["use_visualdl"] = bool(g.pop("use_tensorboard"))
+        if "model_type" in g:
+            mtype = g.pop("model_type")
+            if isinstance(cfg.get("Architecture"), dict):
+                cfg["Architecture"].setdefault("model_type", mtype)
+    if cfg.get("profiler_options", "absent") is None:
+        cfg.pop("profiler_options")
+    opt = cfg.get("Optimizer")
+    if isinstance(opt, dict):
+        if isinstance(opt.get("lr"), (int, float)) and not isinstance(opt.get("lr"), bool):
+            opt["lr"] = {"learning_rate": float(opt["lr"])}
+        if "filter_bias_and_bn" in opt:
+            opt["one_dim_param_no_weight_decay"] = bool(opt.pop("filter_bias_and_bn"))
+    sched = cfg.pop("LRScheduler", None)
+    if isinstance(sched, dict):
+        opt = cfg.setdefault("Optimizer", {}) or {}
+        cfg["Optimizer"] = opt
+        lr = dict(opt.get("lr") or {})
+        sched = dict(sched)
+        name = sched.pop("name", "Const")
+        if name not in _OPENOCR_SCHEDULERS:
+            raise ConfigError(f"unsupported OpenOCR scheduler {name!r}; known: {', '.join(_OPENOCR_SCHEDULERS)}",
+                              "LRScheduler.name")
+        lr["name"] = _OPENOCR_SCHEDULERS[name]
+        lr.update(sched)
+        opt["lr"] = lr
+    return cfg
+
+
 def validate_config(cfg: dict[str, Any]) -> dict[str, Any]:
-    """Validate every supported section; return ``cfg`` unchanged on success.
+    """Validate every supported section; return ``cfg`` on success.
+
+    OpenOCR-style keys are first rewritten in place by :func:`normalize_openocr`.
 
     Raises:
         ConfigError: with the key path and the config file name.
@@ -236,6 +296,7 @@ def validate_config(cfg: dict[str, Any]) -> dict[str, Any]:
 
     src = (cfg.get("Global") or {}).get("_config_file")
     try:
+        normalize_openocr(cfg)
         for key in cfg:
             if key not in SECTIONS:
                 raise ConfigError(f"unknown section {key!r}; known sections: {', '.join(SECTIONS)}", str(key))

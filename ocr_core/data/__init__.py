@@ -25,6 +25,7 @@ TRANSFORMS = Registry(
         "ocr_core.data.transforms.rec_label",
         "ocr_core.data.transforms.rec_resize",
         "ocr_core.data.transforms.rec_augment",
+        "ocr_core.data.transforms.east_process",
     ],
 )
 

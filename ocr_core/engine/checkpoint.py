@@ -41,9 +41,10 @@ def resolve_path(path: str | os.PathLike[str]) -> Path:
     p = Path(path)
     if p.is_file():
         return p
-    if p.with_name(p.name + SUFFIX).is_file():
-        return p.with_name(p.name + SUFFIX)
-    raise CheckpointError(f"checkpoint not found: {p} (also tried {p.name + SUFFIX})")
+    for suffix in (SUFFIX, ".pdparams"):  # PaddleOCR passes checkpoint paths without suffix
+        if p.with_name(p.name + suffix).is_file():
+            return p.with_name(p.name + suffix)
+    raise CheckpointError(f"checkpoint not found: {p} (also tried {p.name + SUFFIX}, {p.name}.pdparams)")
 
 
 def rng_state() -> dict[str, Any]:
@@ -116,6 +117,15 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
     return h.hexdigest()
 
 
+def to_model_keys(state: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
+    """Rename a PaddleOCR (``.pdparams``) state dict onto ``model``'s keys; others pass through."""
+    from ocr_core.export.paddle_import import looks_like_paddle, map_paddle_state
+
+    if looks_like_paddle(state):
+        return map_paddle_state(state, model, max_missing_ratio=1.0)[0]
+    return state
+
+
 @dataclass
 class LoadReport:
     """What :func:`load_weights` did."""
@@ -177,8 +187,8 @@ def load_pretrained(model: nn.Module, path: str | os.PathLike[str], strict: bool
                     max_missing_ratio: float = 0.5) -> LoadReport:
     """Fine-tune entry: load weights only (no optimizer, epoch restarts) and log the report."""
     ckpt = load_checkpoint(path)
-    report = load_weights(model, ckpt["model"], strict=strict, max_missing_ratio=max_missing_ratio,
-                          source=str(path))
+    report = load_weights(model, to_model_keys(ckpt["model"], model), strict=strict,
+                          max_missing_ratio=max_missing_ratio, source=str(path))
     log.info("pretrained weights from %s: %s", path, report.summary())
     if report.missing or report.unexpected or report.mismatched:
         log.info("%s", report.details())

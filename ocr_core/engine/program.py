@@ -287,7 +287,8 @@ def load_for_run(run: Run) -> None:
                               f"the config has {len(run.charset)}: resuming needs the same dictionary "
                               "(use Global.pretrained_model to fine-tune with a new one)",
                               "Global.character_dict_path")
-        ckpt_mod.load_weights(model, ck["model"], strict=True, source=g.checkpoints)
+        ckpt_mod.load_weights(model, ckpt_mod.to_model_keys(ck["model"], model), strict=True,
+                              source=g.checkpoints)
         if run.optimizer is not None and ck.get("optimizer"):
             run.optimizer.load_state_dict(ck["optimizer"])
         if run.scheduler is not None and ck.get("scheduler"):
@@ -303,6 +304,7 @@ def load_for_run(run: Run) -> None:
                  run.state.epoch, run.state.global_step, run.state.best_metric)
     elif g.pretrained_model:
         ck = ckpt_mod.load_checkpoint(g.pretrained_model, map_location=run.dist.device)
+        ck["model"] = ckpt_mod.to_model_keys(ck["model"], model)
         report = ckpt_mod.load_weights(model, adapt_pretrained_state(run, ck), strict=g.pretrained_strict,
                                        max_missing_ratio=g.pretrained_max_missing_ratio,
                                        source=g.pretrained_model)

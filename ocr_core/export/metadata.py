@@ -93,6 +93,9 @@ def det_settings(cfg: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]
     for key in DET_RESIZE_KEYS:
         resize[key] = resize_kw.get(key, False if key == "keep_ratio" else None)
     pp_cfg = dict(cfg.get("PostProcess") or {})
+    if pp_cfg.get("name") == "EASTPostProcess":
+        east = {"score_thresh": 0.8, "cover_thresh": 0.1, "nms_thresh": 0.2}
+        return normalize, resize, {"name": "EASTPostProcess", **{k: pp_cfg.get(k, v) for k, v in east.items()}}
     post: dict[str, Any] = {"name": "DBPostProcess"}
     for key in DB_KEYS:
         post[key] = pp_cfg.get(key, DB_DEFAULTS[key])

@@ -25,6 +25,8 @@ from ocr_core.postprocess.db_postprocess import DBPostProcess
 from ocr_core.postprocess.rec_postprocess import CTCLabelDecode
 
 P = md.PREFIX
+EAST_KEYS = ("score_thresh", "cover_thresh", "nms_thresh")
+EAST_DEFAULTS = {"score_thresh": 0.8, "cover_thresh": 0.1, "nms_thresh": 0.2}
 
 
 def default_providers() -> list[str]:
@@ -83,7 +85,9 @@ class DetPredictor(_Predictor):
         **overrides: Any resize (``limit_side_len``, ``limit_type``, ``image_shape``,
             ``keep_ratio``, ``resize_long``), normalisation (``scale``, ``mean``, ``std``) or
             DB (``thresh``, ``box_thresh``, ``max_candidates``, ``unclip_ratio``, ``score_mode``,
-            ``box_type``, ``use_dilation``) setting, replacing the embedded one.
+            ``box_type``, ``use_dilation``) setting, replacing the embedded one. For EAST models
+            (exported algorithm ``EAST`` or ``det_algorithm="EAST"``): ``score_thresh``,
+            ``cover_thresh``, ``nms_thresh``; the model output is ``[1, 9, H/4, W/4]`` (score + geo).
     """
 
     model_type = "det"
@@ -93,13 +97,26 @@ class DetPredictor(_Predictor):
         super().__init__(model_path, providers, intra_op_num_threads)
         self.resize = _override(self.meta[P + "resize"], overrides, md.DET_RESIZE_KEYS)
         self.normalize = _override(self.meta[P + "normalize"], overrides, ("scale", "mean", "std"))
-        post = _override(self.meta[P + "postprocess"], overrides, md.DB_KEYS)
+        # EAST: chosen by the exported algorithm or det_algorithm="EAST" (PaddleOCR's --det_algorithm)
+        self.algorithm = str(overrides.pop("det_algorithm", None) or self.meta.get(P + "algorithm") or "DB")
+        if self.algorithm == "EAST":
+            from ocr_core.postprocess.east_postprocess import EASTPostProcess
+
+            embedded = self.meta[P + "postprocess"]
+            base = {k: embedded[k] for k in EAST_KEYS if embedded.get("name") == "EASTPostProcess" and k in embedded}
+            post = _override({**EAST_DEFAULTS, **base}, overrides, EAST_KEYS)
+        else:
+            post = _override(self.meta[P + "postprocess"], overrides, md.DB_KEYS)
         if overrides:
             raise TypeError(f"unknown DetPredictor setting(s): {', '.join(sorted(overrides))}")
         self._norm = NormalizeImage(scale=self.normalize["scale"], mean=self.normalize["mean"],
                                     std=self.normalize["std"], order="hwc")
-        self.post = {k: post[k] for k in md.DB_KEYS}
-        self.post_process = DBPostProcess(**self.post)
+        if self.algorithm == "EAST":
+            self.post = {k: post[k] for k in EAST_KEYS}
+            self.post_process = EASTPostProcess(**self.post)
+        else:
+            self.post = {k: post[k] for k in md.DB_KEYS}
+            self.post_process = DBPostProcess(**self.post)
 
     def preprocess(self, img: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """BGR uint8 HWC -> (float32 [1,3,H,W], shape [1,4] = src_h, src_w, ratio_h, ratio_w)."""
@@ -242,6 +259,8 @@ def load_predictor(model_path: str | Path, **kwargs: Any) -> DetPredictor | RecP
     path = md.resolve_model_path(model_path)
     meta = md.read_metadata(path)
     mtype = md.validate_metadata(meta, str(path))
+    if mtype != "det":
+        kwargs.pop("det_algorithm", None)
     return DetPredictor(path, **kwargs) if mtype == "det" else RecPredictor(path, **kwargs)
 
 

@@ -9,6 +9,7 @@ BACKBONES = Registry(
         "ocr_core.modeling.backbones.det_resnet_vd",
         "ocr_core.modeling.backbones.rec_mobilenet_v1_enhance",
         "ocr_core.modeling.backbones.rec_mobilenet_v3",
+        "ocr_core.modeling.backbones.det_repvit",
     ],
 )
 NECKS = Registry(
@@ -16,6 +17,7 @@ NECKS = Registry(
     [
         "ocr_core.modeling.necks.db_fpn",
         "ocr_core.modeling.necks.rec_sequence_encoder",
+        "ocr_core.modeling.heads.det_east_head",  # EASTFPN lives with its head
     ],
 )
 HEADS = Registry(
@@ -25,6 +27,7 @@ HEADS = Registry(
         "ocr_core.modeling.heads.rec_ctc_head",
         "ocr_core.modeling.heads.rec_sar_head",
         "ocr_core.modeling.heads.rec_multi_head",
+        "ocr_core.modeling.heads.det_east_head",
     ],
 )
 

@@ -7,6 +7,7 @@ POSTPROCESS = Registry(
     [
         "ocr_core.postprocess.db_postprocess",
         "ocr_core.postprocess.rec_postprocess",
+        "ocr_core.postprocess.east_postprocess",
     ],
 )
 

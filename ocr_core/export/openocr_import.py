@@ -1,0 +1,69 @@
+"""Import OpenOCR (PyTorch) checkpoints: ``ocrflow weights import-openocr``.
+
+OpenOCR saves ``{epoch, global_step, state_dict, optimizer, scheduler, config, metrics}`` (or a bare
+state dict; ``module.`` prefixes from DDP are stripped). Our ``RepSVTR_det`` uses OpenOCR's module
+names, and OpenOCR's RSEFPN / DBHead use PaddleOCR's, so names map directly; anything left is paired
+by order with shape checks (:func:`ocr_core.export.paddle_import.map_paddle_state`), strictly.
+Note: OpenOCR's RSEFPN SE gate is torch's hardsigmoid (slope 1/6) while ours is Paddle's (0.2), so
+imported DB-RepViT weights give slightly different neck activations than in OpenOCR.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ocr_core.export.paddle_import import PaddleMapReport, map_paddle_state
+
+__all__ = ["DEFAULT_CONFIG", "import_openocr", "map_openocr_state", "read_openocr"]
+
+DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "configs/det/dbnet/repvit_db.yml"
+
+
+def read_openocr(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
+    """The model state dict of an OpenOCR ``.pth`` (loaded with ``weights_only=True``)."""
+    from ocr_core.engine.checkpoint import load_checkpoint
+
+    state = load_checkpoint(path)["model"]
+    return {(k[len("module."):] if k.startswith("module.") else k): v for k, v in state.items()
+            if isinstance(v, torch.Tensor)}
+
+
+def map_openocr_state(state: dict[str, torch.Tensor], model: nn.Module, strict: bool = True
+                      ) -> tuple[dict[str, torch.Tensor], PaddleMapReport]:
+    """Map an OpenOCR state dict onto ``model`` (strict by default; raises CheckpointError)."""
+    own = model.state_dict()
+    state = {k: v for k, v in state.items() if not k.endswith("num_batches_tracked") or k in own}
+    return map_paddle_state(state, model, strict=strict, max_missing_ratio=0.0 if strict else 0.05,
+                            paddle_linear=False)
+
+
+def import_openocr(in_path: str | os.PathLike[str], out_path: str | os.PathLike[str],
+                   config: str | os.PathLike[str] | None = None, overrides: list[str] | None = None,
+                   strict: bool = True) -> tuple[Path, PaddleMapReport]:
+    """Build the config's model (default ``repvit_db.yml``), load the OpenOCR weights, save a checkpoint."""
+    from ocr_core.config import load_config, public_config, validate_config
+    from ocr_core.engine.checkpoint import file_sha256, save_checkpoint
+    from ocr_core.engine.program import model_type_of
+    from ocr_core.modeling import build_model
+
+    cfg_path = Path(config) if config else DEFAULT_CONFIG
+    cfg: dict[str, Any] = validate_config(load_config(cfg_path, overrides))
+    model = build_model(copy.deepcopy(cfg["Architecture"]))
+    state, report = map_openocr_state(read_openocr(in_path), model, strict=strict)
+    model.load_state_dict({k: v for k, v in state.items()}, strict=False)
+    provenance = {"tool": "ocrflow weights import-openocr", "source": str(in_path),
+                  "source_sha256": file_sha256(in_path), "config_source": str(cfg_path),
+                  "matched": len(report.matched), "by_order": len(report.by_order),
+                  "saved_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    ckpt = save_checkpoint(out_path, {
+        "model": model.state_dict(), "architecture": copy.deepcopy(cfg["Architecture"]),
+        "model_type": model_type_of(cfg), "config": public_config(cfg), "charset": None,
+        "epoch": 0, "global_step": 0, "best_metric": {}, "provenance": provenance})
+    return ckpt, report

@@ -1,0 +1,117 @@
+"""EAST: target maker, loss, locality-aware NMS and post-processing on hand-built inputs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from ocr_core.data.transforms.east_process import EASTProcessTrain, generate_quad
+from ocr_core.losses.det_east_loss import EASTLoss
+from ocr_core.postprocess.east_postprocess import EASTPostProcess, nms_locality, quad_iou
+
+RECT = np.array([[8, 16], [56, 16], [56, 40], [8, 40]], np.float32)  # 48 x 24, clockwise from top-left
+
+
+def test_target_maker_on_a_known_rectangle() -> None:
+    score, geo, mask = generate_quad((64, 64), RECT[None], np.array([False]), min_text_size=10)
+    # every vertex moves 0.3 * 24 = 7.2 px inwards along both edges: x 15.2..48.8, y 23.2..32.8 -> int
+    ys, xs = np.nonzero(score)
+    assert (xs.min(), xs.max(), ys.min(), ys.max()) == (15, 48, 23, 32)
+    assert score.sum() == 34 * 10
+    np.testing.assert_allclose(geo[28, 30], [22, 12, -26, 12, -26, -12, 22, -12, 1 / 24], rtol=1e-6)
+    assert geo[10, 10].sum() == 0 and mask.min() == 1
+    _, _, mask_ignored = generate_quad((64, 64), RECT[None], np.array([True]), min_text_size=10)
+    assert mask_ignored[16:41, 8:57].max() == 0 and mask_ignored.sum() == 64 * 64 - 49 * 25
+    _, _, mask_small = generate_quad((64, 64), RECT[None], np.array([False]), min_text_size=30)
+    assert mask_small[28, 30] == 0
+
+
+def test_process_train_outputs_stride4_targets() -> None:
+    np.random.seed(0)
+    img = np.full((120, 160, 3), 200, np.uint8)
+    polys = np.array([[[20, 30], [120, 30], [120, 60], [20, 60]]], np.float32)
+    op = EASTProcessTrain(image_shape=[128, 128], background_ratio=0.0)
+    out = None
+    for _ in range(20):
+        out = op({"image": img, "polys": polys.copy(), "ignore_tags": np.array([False])})
+        if out is not None:
+            break
+    assert out is not None
+    assert out["image"].shape == (3, 128, 128) and out["image"].dtype == np.float32
+    assert out["score_map"].shape == (1, 32, 32) and out["geo_map"].shape == (9, 32, 32)
+    assert out["training_mask"].shape == (1, 32, 32) and out["score_map"].max() == 1
+
+
+def _maps(b: int = 1, h: int = 8, w: int = 8) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    score = torch.zeros(b, 1, h, w)
+    score[..., 2:5, 2:6] = 1.0  # 12 text pixels
+    geo = torch.zeros(b, 9, h, w)
+    geo[:, :8] = torch.arange(8, dtype=torch.float32).view(1, 8, 1, 1) * 3.0
+    geo[:, 8] = 0.5 * score[:, 0]
+    return score, geo, torch.ones(b, 1, h, w)
+
+
+def test_east_loss_on_hand_built_maps() -> None:
+    score, geo, mask = _maps()
+    batch = [torch.zeros(1), score, geo, mask]
+    loss = EASTLoss()
+    perfect = loss({"f_score": score, "f_geo": geo[:, :8]}, batch)
+    assert perfect["loss"].item() == pytest.approx(0.0, abs=1e-6)
+    # |d| = 2 >= score 1: linear branch 2 - 0.5 = 1.5; per pixel sum_c 0.5/8 * 1.5 = 0.75; mean over 64
+    far = loss({"f_score": score, "f_geo": geo[:, :8] + 2.0}, batch)
+    assert far["smooth_l1_loss"].item() == pytest.approx(12 * 0.75 / 64, rel=1e-6)
+    # |d| = 0.5 < 1: quadratic branch 0.25 -> per pixel 0.125
+    near = loss({"f_score": score, "f_geo": geo[:, :8] - 0.5}, batch)
+    assert near["smooth_l1_loss"].item() == pytest.approx(12 * 0.125 / 64, rel=1e-6)
+    # dice: prediction 0.5 everywhere -> 1 - 2 * 6 / (32 + 12) , times 0.01
+    half = loss({"f_score": torch.full_like(score, 0.5), "f_geo": geo[:, :8]}, batch)
+    assert half["dice_loss"].item() == pytest.approx(0.01 * (1 - 12 / 44), rel=1e-5)
+
+
+def _row(quad: np.ndarray, s: float) -> np.ndarray:
+    return np.concatenate([np.asarray(quad, np.float64).reshape(8), [s]])
+
+
+def test_locality_nms_merges_overlapping_quads() -> None:
+    a = _row(RECT, 0.9)
+    b = _row(RECT + [2, 0], 0.6)  # same row, IoU 46/50
+    far = _row(RECT + [0, 100], 0.8)
+    assert quad_iou(a, b) == pytest.approx(46 * 24 / (50 * 24), rel=1e-6)
+    out = nms_locality(np.stack([a, b, far]), thresh=0.2)
+    assert len(out) == 2
+    merged = out[np.argmax(out[:, 8])]
+    assert merged[8] == pytest.approx(1.5)
+    np.testing.assert_allclose(merged[:8].reshape(4, 2), RECT + [2 * 0.6 / 1.5, 0], rtol=1e-6)
+    np.testing.assert_allclose(out[np.argmin(out[:, 8])], far)
+
+
+def _synthetic_maps(quads: list[np.ndarray], h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    score = np.zeros((1, 1, h, w), np.float32)
+    geo = np.zeros((1, 8, h, w), np.float32)
+    for q in quads:
+        x0, y0 = q.min(axis=0) / 4
+        x1, y1 = q.max(axis=0) / 4
+        ys, xs = np.mgrid[int(y0) + 1:int(y1), int(x0) + 1:int(x1)]
+        score[0, 0, ys, xs] = 0.95
+        for k in range(4):
+            geo[0, 2 * k, ys, xs] = 4 * xs - q[k, 0]
+            geo[0, 2 * k + 1, ys, xs] = 4 * ys - q[k, 1]
+    return score, geo
+
+
+def test_postprocess_recovers_rectangles() -> None:
+    q1 = np.array([[16, 20], [112, 20], [112, 52], [16, 52]], np.float32)
+    q2 = np.array([[40, 96], [200, 96], [200, 140], [40, 140]], np.float32)
+    score, geo = _synthetic_maps([q1, q2], 48, 64)
+    post = EASTPostProcess(score_thresh=0.8, cover_thresh=0.1, nms_thresh=0.2)
+    shape = np.array([[192, 256, 1.0, 1.0]], np.float32)
+    res = post({"f_score": score, "f_geo": geo}, shape)[0]
+    got = sorted(res["points"].tolist(), key=lambda p: p[0][1])
+    assert got == [q1.astype(int).tolist(), q2.astype(int).tolist()]
+    assert np.all(res["scores"] > 0.5)  # mean score inside each quad (its border pixels are 0)
+    # the export form [B, 9, h, w] and a resize ratio of 0.5 give the same quads at source scale
+    res2 = post(np.concatenate([score, geo], axis=1), np.array([[384, 512, 0.5, 0.5]], np.float32))[0]
+    assert sorted(res2["points"].tolist(), key=lambda p: p[0][1]) == [(q1 * 2).astype(int).tolist(),
+                                                                      (q2 * 2).astype(int).tolist()]
+    assert len(post({"f_score": score * 0, "f_geo": geo}, shape)[0]["points"]) == 0
