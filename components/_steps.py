@@ -285,8 +285,12 @@ def gate_decision(new: float, champion: float | None, margin: float = 0.0) -> tu
 
 
 def publish(models: Mapping[str, str], registry_uri: str, name: str, version: str,
-            metrics: Mapping[str, Any]) -> dict[str, Any]:
-    """Copy each model prefix to ``models/<name>/<version>/<part>/``, then move the pointer."""
+            metrics: Mapping[str, Any], data: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Copy each model prefix to ``models/<name>/<version>/<part>/``, then move the pointer.
+
+    ``data`` (``{"uri", "digest"}`` of the raw dataset manifest the models were trained on) is
+    recorded in the pointer: ``check_new_data`` compares incoming data against it.
+    """
     work = scratch("publish")
     parts = {}
     for part, uri in models.items():
@@ -296,7 +300,77 @@ def publish(models: Mapping[str, str], registry_uri: str, name: str, version: st
                     quiet=True, extra={**read_manifest(uri).extra, "source": uri})
         parts[part] = {"uri": m.prefix, "digest": m.digest()}
     pointer = {"name": name, "version": version, "parts": parts, "metrics": dict(metrics)}
+    if data:
+        pointer[DATA_KEY] = {"uri": str(data.get("uri", "")), "digest": str(data["digest"])}
     open_store(registry_uri).put_bytes(json.dumps(pointer, indent=1).encode(),
                                        join_uri(registry_uri, "models", name, POINTER), "application/json")
     shutil.rmtree(work, ignore_errors=True)
     return pointer
+
+
+# ------------------------------------------------------------------- scheduled retraining
+DATA_KEY = "data"  # pointer field: {"uri", "digest"} of the raw dataset the production model was trained on
+
+
+def dataset_digest(raw_uri: str) -> str:
+    """Manifest digest of a raw dataset: its published manifest, or (a local directory) the
+    digest ``ingest`` would publish it with (same file selection and hashing), without uploading."""
+    from ocr_core.storage.client import sha256_file
+    from ocr_core.storage.manifest import FileEntry, _local_files
+
+    if is_published(raw_uri):
+        return read_manifest(raw_uri).digest()
+    uri = parse_uri(raw_uri)
+    if uri.is_local and Path(uri.key).is_dir():
+        files = [FileEntry(rel, p.stat().st_size, sha256_file(p)) for rel, p in _local_files(Path(uri.key))]
+        return Manifest(kind="raw-dataset", prefix=raw_uri, files=files).digest()
+    raise DataError(f"{raw_uri}: not a published dataset (no manifest.json) and not a local directory")
+
+
+def production_data_digest(pointer: Mapping[str, Any] | None) -> str:
+    """The dataset digest recorded in a production pointer ("" when none is recorded)."""
+    return str(((pointer or {}).get(DATA_KEY) or {}).get("digest") or "")
+
+
+def new_data_decision(incoming: str, pointer: Mapping[str, Any] | None) -> tuple[bool, str]:
+    """Retrain when there is no production model, it records no dataset digest, or the digest differs."""
+    if pointer is None:
+        return True, f"no production model: new data {incoming[:12]}"
+    recorded = production_data_digest(pointer)
+    if not recorded:
+        return True, f"production {pointer.get('version')} records no dataset digest: treat {incoming[:12]} as new"
+    if recorded == incoming:
+        return False, f"dataset {incoming[:12]} is what production {pointer.get('version')} was trained on: skip"
+    return True, f"dataset {incoming[:12]} differs from production {pointer.get('version')}'s {recorded[:12]}: retrain"
+
+
+def pointer_fingerprint(pointer: Mapping[str, Any] | None) -> str:
+    """Identifies one write of the pointer (``publish`` rewrites it): "" when there is none."""
+    return content_key(dict(pointer)) if pointer is not None else ""
+
+
+def check_new_data(raw_uri: str, registry_uri: str, name: str) -> dict[str, Any]:
+    """Compare ``raw_uri``'s manifest digest with the one recorded beside the production model."""
+    incoming = dataset_digest(raw_uri)
+    pointer = production_pointer(registry_uri, name)
+    is_new, why = new_data_decision(incoming, pointer)
+    log.info("%s", why)
+    return {"is_new": is_new, "reason": why, "incoming_digest": incoming,
+            "production_digest": production_data_digest(pointer),
+            "production_version": str((pointer or {}).get("version") or ""),
+            "pointer_fingerprint": pointer_fingerprint(pointer)}
+
+
+def record_trained_data(registry_uri: str, name: str, data_uri: str, data_digest: str,
+                        seen_fingerprint: str) -> bool:
+    """After a retraining run: when the pointer is not the one ``check_new_data`` saw (this run
+    published), record the dataset it was trained on in it. False when the gate kept the champion."""
+    pointer = production_pointer(registry_uri, name)
+    if pointer is None or pointer_fingerprint(pointer) == seen_fingerprint:
+        log.info("production pointer unchanged: nothing published by this run")
+        return False
+    pointer[DATA_KEY] = {"uri": data_uri, "digest": data_digest}
+    open_store(registry_uri).put_bytes(json.dumps(pointer, indent=1).encode(),
+                                       join_uri(registry_uri, "models", name, POINTER), "application/json")
+    log.info("production %s: recorded dataset %s", pointer.get("version"), data_digest[:12])
+    return True

@@ -1,4 +1,7 @@
-"""``ocrflow pipeline compile|run|submit``: the KFP training DAG (``pipelines/``).
+"""``ocrflow pipeline compile|run|submit|schedule``: the KFP training DAG (``pipelines/``).
+
+``--pipeline retrain`` selects the retrain pipeline (training only when new labelled data has
+landed); ``schedule`` creates a KFP recurring run of it (default) or of the training pipeline.
 
 ``ocr_core`` never imports kfp at module import time: ``pipelines.*`` is imported inside ``run``.
 """
@@ -7,14 +10,20 @@ from __future__ import annotations
 
 import argparse
 import json
+import tempfile
+from pathlib import Path
 
-HELP = "Compile, run locally, or submit the KFP training pipeline."
+from ocr_core.errors import ConfigError
+
+HELP = "Compile, run locally, submit or schedule the KFP training pipeline."
+PIPELINES = ("train", "retrain")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     c = sub.add_parser("compile", help="write the pipeline YAML")
-    c.add_argument("--out", default="dist/ocr_train_pipeline.yaml")
+    c.add_argument("--out", help="default: dist/ocr_<pipeline>_pipeline.yaml")
+    c.add_argument("--pipeline", choices=PIPELINES, default="train")
     r = sub.add_parser("run", help="run the whole DAG on this machine (kfp.local + embedded S3)")
     r.add_argument("--local", action="store_true", required=True, help="(the only mode: kfp.local)")
     r.add_argument("--raw-data", required=True, help="raw labelled data: local dir or published URI")
@@ -22,27 +31,55 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     r.add_argument("--external-s3", action="store_true",
                    help="use the S3 endpoint from the environment instead of an embedded server")
     r.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE")
+    r.add_argument("--pipeline", choices=PIPELINES, default="train")
     s = sub.add_parser("submit", help="submit a run to a KFP API server (kfp.Client)")
     s.add_argument("--host", required=True)
     s.add_argument("--experiment", required=True)
     s.add_argument("--run-name")
     s.add_argument("--package", help="a compiled YAML (default: compile now)")
     s.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE")
+    s.add_argument("--pipeline", choices=PIPELINES, default="train")
+    j = sub.add_parser("schedule", help="create a KFP recurring run (default: the retrain pipeline)")
+    j.add_argument("--host", required=True)
+    j.add_argument("--experiment", required=True)
+    j.add_argument("--job-name", required=True)
+    j.add_argument("--cron", required=True, help="6 fields, seconds first: '0 0 2 * * *' = 02:00 daily")
+    j.add_argument("--max-concurrency", type=int, default=1)
+    j.add_argument("--no-catchup", action="store_true", help="do not backfill missed intervals")
+    j.add_argument("--pipeline", choices=PIPELINES, default="retrain")
+    j.add_argument("--package", help="a compiled YAML (default: compile --pipeline now)")
+    j.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE")
 
 
 def run(args: argparse.Namespace) -> int:
-    from pipelines.submit import compile_pipeline, parse_params, submit
+    from pipelines.schedule import compile_named, create_schedule, default_package, validate_schedule
+    from pipelines.submit import parse_params, submit
 
     if args.action == "compile":
-        print(compile_pipeline(args.out))
+        print(compile_named(args.pipeline, args.out or default_package(args.pipeline)))
         return 0
     params = parse_params(args.param)
+    if args.action == "schedule":
+        try:
+            validate_schedule(args.cron, args.max_concurrency)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        job_id = create_schedule(args.host, args.experiment, args.job_name, args.cron, params,
+                                 pipeline=args.pipeline, package=args.package,
+                                 max_concurrency=args.max_concurrency, no_catchup=args.no_catchup)
+        print(json.dumps({"recurring_run_id": job_id}))
+        return 0
     if args.action == "submit":
-        run_id = submit(args.host, args.experiment, params, run_name=args.run_name, package=args.package)
+        package = args.package
+        if package is None and args.pipeline != "train":
+            package = compile_named(args.pipeline, Path(tempfile.mkdtemp(prefix="ocrflow-kfp-")) / "p.yaml")
+        run_id = submit(args.host, args.experiment, params, run_name=args.run_name, package=package)
         print(json.dumps({"run_id": run_id}))
         return 0
-    from pipelines.local_run import run_local
+    from pipelines.local_run import run_local as run_train_local
+    from pipelines.retrain_pipeline import run_retrain_local
 
+    run_local = run_retrain_local if args.pipeline == "retrain" else run_train_local
     params.setdefault("raw_data_uri", args.raw_data)
     if args.external_s3:
         run_local(params, args.pipeline_root)

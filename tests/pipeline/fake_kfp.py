@@ -13,6 +13,7 @@ class FakeKFP:
     def __init__(self) -> None:
         self.requests: list[dict] = []
         self.experiments: dict[str, dict] = {}
+        self.recurring_runs: dict[str, dict] = {}
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -46,6 +47,11 @@ class FakeKFP:
                     self._reply({"experiments": hits, "total_size": len(hits)} if hits else {})
                 elif path.startswith("/apis/v2beta1/experiments/"):
                     self._reply(fake.experiments[path.rsplit("/", 1)[1]])
+                elif path == "/apis/v2beta1/recurringruns":
+                    runs = list(fake.recurring_runs.values())
+                    self._reply({"recurringRuns": runs, "total_size": len(runs)} if runs else {})
+                elif path.startswith("/apis/v2beta1/recurringruns/"):
+                    self._reply(fake.recurring_runs[path.rsplit("/", 1)[1]])
                 else:
                     self._reply({})
 
@@ -57,6 +63,10 @@ class FakeKFP:
                     self._reply(exp)
                 elif path == "/apis/v2beta1/runs":
                     self._reply({**body, "run_id": str(uuid.uuid4()), "state": "PENDING"})
+                elif path == "/apis/v2beta1/recurringruns":
+                    job = {**body, "recurring_run_id": str(uuid.uuid4()), "status": "ENABLED"}
+                    fake.recurring_runs[job["recurring_run_id"]] = job
+                    self._reply(job)
                 else:
                     self._reply({}, 404)
 
