@@ -121,7 +121,7 @@ def _first_role(post: Any) -> Any:
 
 def infer_config(cfg: dict[str, Any], image_path: str | None, out_dir: str | None) -> list[dict[str, Any]]:
     """Load ``Global.pretrained_model``/``checkpoints`` and infer on ``image_path`` (or ``Global.infer_img``)."""
-    from ocr_core.engine.program import prepare
+    from ocr_core.engine.program import adapt_pretrained_state, prepare
 
     run = prepare(cfg, "infer")
     src = run.g.checkpoints or run.g.pretrained_model
@@ -129,7 +129,7 @@ def infer_config(cfg: dict[str, Any], image_path: str | None, out_dir: str | Non
         raise ConfigError("set Global.pretrained_model (or Global.checkpoints) to the model to run",
                           "Global.pretrained_model")
     ck = ckpt_mod.load_checkpoint(src, map_location=run.dist.device)
-    ckpt_mod.load_weights(unwrap(run.model), ck["model"], strict=False,
+    ckpt_mod.load_weights(unwrap(run.model), adapt_pretrained_state(run, ck), strict=False,
                           max_missing_ratio=run.g.pretrained_max_missing_ratio, source=src)
     target = image_path or run.g.infer_img
     if not target:

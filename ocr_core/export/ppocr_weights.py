@@ -43,7 +43,7 @@ UPSTREAM = "PaddleOCR PP-OCRv3 (via rapidocr-onnxruntime 1.2.13)"
 LICENSE = "Apache-2.0"
 CONFIGS_DIR = Path(__file__).resolve().parents[2] / "configs"
 CONFIG_FILES = {"det": CONFIGS_DIR / "det/ch_PP-OCRv3/ch_PP-OCRv3_det_student.yml",
-                "rec": CONFIGS_DIR / "rec/PP-OCRv3/ch_PP-OCRv3_rec.yml"}
+                "rec": CONFIGS_DIR / "rec/PP-OCRv3/ch_PP-OCRv3_rec_finetune.yml"}  # CTC only, like the official model
 DICTS_DIR = Path(__file__).resolve().parents[1] / "dicts"
 DICT_NAME = "ppocr_keys_v1.txt"
 # (input used to trace the layer graph, input used for the onnxruntime parity check)

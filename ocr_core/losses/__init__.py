@@ -11,6 +11,8 @@ LOSSES = Registry(
         "ocr_core.losses.rec_ctc_loss",
         "ocr_core.losses.rec_sar_loss",
         "ocr_core.losses.rec_multi_loss",
+        "ocr_core.losses.rec_distillation_loss",
+        "ocr_core.losses.det_east_loss",
     ],
 )
 
