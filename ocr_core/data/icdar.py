@@ -13,12 +13,9 @@ from __future__ import annotations
 
 import os
 import re
-import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any, Optional, Union
-
-from tqdm import tqdm
 
 from ocr_core.data.label_io import (
     DetBox,
@@ -30,6 +27,7 @@ from ocr_core.data.label_io import (
     split_label_line,
 )
 from ocr_core.errors import DataError
+from ocr_core.observability.progress import progress
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 BOM = "\ufeff"
@@ -50,7 +48,7 @@ class ConvertStats:
 
 
 def _bar(items: Iterable[Any], desc: str) -> Iterable[Any]:
-    return tqdm(items, desc=desc, unit="file", disable=not sys.stderr.isatty())
+    return progress(items, desc=desc, unit="file")
 
 
 def _natural_key(name: str) -> list[Union[int, str]]:

@@ -10,18 +10,17 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 import tempfile
 from collections.abc import Collection, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Optional, Union
 
 import lmdb
-from tqdm import tqdm
 
 from ocr_core.data.label_io import LineError, image_path, read_label_lines
 from ocr_core.data.validate import Issue, check_line, read_image_size
 from ocr_core.errors import DataError
+from ocr_core.observability.progress import progress as progress_bar
 
 _CHUNK = 256  # samples per write transaction
 
@@ -134,7 +133,7 @@ def build_lmdb(
         env = lmdb.open(tmp, map_size=max(int(map_size), 1 << 16), subdir=True, lock=True)
         chunk: list[tuple[bytes, bytes]] = []
         n = 0
-        bar = tqdm(samples, desc="build-lmdb", unit="img", disable=not (progress and sys.stderr.isatty()))
+        bar = progress_bar(samples, desc="build-lmdb", unit="img", disable=not progress)
         for file, line_no, full, label in bar:
             try:
                 if check:

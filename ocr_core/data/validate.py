@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from collections import Counter
 from collections.abc import Collection, Sequence
 from dataclasses import asdict, dataclass, field
@@ -342,7 +341,7 @@ def validate_labels(
     Raises:
         DataError: if a label file cannot be read.
     """
-    from tqdm import tqdm
+    from ocr_core.observability.progress import progress as progress_bar
 
     files = [label_files] if isinstance(label_files, str) else list(label_files)
     if mode not in ("det", "rec"):
@@ -356,8 +355,7 @@ def validate_labels(
     texts: list[str] = []  # for charset coverage
     for file in files:
         lines = list(read_label_lines(file))
-        bar = tqdm(lines, desc=f"validate {os.path.basename(file)}", unit="line",
-                   disable=not (progress and sys.stderr.isatty()))
+        bar = progress_bar(lines, desc=f"validate {os.path.basename(file)}", unit="line", disable=not progress)
         for line_no, text in bar:
             stats.lines += 1
             res = check_line(text, file, line_no, mode, data_dir, delimiter=delimiter, charset=charset,
