@@ -141,3 +141,18 @@ def test_bad_override_is_a_clean_cli_error(tmp_path: Path, capsys: pytest.Captur
     assert code == 2
     err = capsys.readouterr().err
     assert "Global.epoch_numm" in err and "det_mv3_db.yml" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("extra", [("Global.use_amp=true", "Global.amp_dtype=bfloat16"),
+                                   ("Global.use_amp=true", "Global.amp_dtype=float16", "Global.channels_last=true")])
+def test_amp_and_channels_last_train_steps(tiny_det: tuple[Path, Path], tmp_path: Path, extra: tuple[str, ...]) -> None:
+    """bf16 autocast on CPU (float16 falls back to bf16 there) trains with finite losses."""
+    train_dir, eval_dir = tiny_det
+    cfg = det_config(train_dir, eval_dir, tmp_path / "amp", "Global.max_steps=2", "Global.eval_at_end=false",
+                     *extra, crop=64)
+    out = train(cfg)
+    assert out["global_step"] == 2
+    logs = out["last_epoch"]
+    assert all(torch.isfinite(torch.tensor(v)) for k, v in logs.items() if k.startswith("loss"))
+    ck = load_checkpoint(tmp_path / "amp" / "latest.pt")
+    assert all(v.dtype != torch.bfloat16 for v in ck["model"].values())  # weights stay fp32
