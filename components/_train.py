@@ -134,6 +134,39 @@ class _Uploader(threading.Thread):
                 log.warning("interim checkpoint upload failed: %s", exc)
 
 
+FAULT_ENV = "OCRFLOW_FAULT_KILL_AFTER_EPOCH"
+
+
+def _install_fault(spec: str, rank: int, save_dir: Path, out_uri: str) -> None:
+    """Fault injection for tests and chaos drills: ``OCRFLOW_FAULT_KILL_AFTER_EPOCH=E[:R]``.
+
+    Right after epoch ``E``'s ``latest.pt`` is saved, rank 0 uploads it to the run prefix, all
+    ranks meet at a barrier, then rank ``R`` (default 0) SIGKILLs itself: a lost node at a known
+    point. A resumed attempt starts past epoch ``E``, so it fires once per run prefix.
+    """
+    import signal
+
+    from ocr_core.engine import program
+    from ocr_core.engine.distributed import barrier
+
+    epoch_s, _, rank_s = spec.partition(":")
+    epoch, victim = int(epoch_s), int(rank_s or 0)
+    save = program.save
+
+    def save_then_fault(run: Any, name: str, best: Any = None) -> Any:
+        path = save(run, name, best)
+        if name == "latest" and run.state.epoch == epoch:
+            if rank == 0:
+                open_store(out_uri).put_file(save_dir / "latest.pt", join_uri(out_uri, "latest.pt"))
+            barrier()
+            if rank == victim:
+                print(f"[rank {rank}] {FAULT_ENV}: SIGKILL after epoch {epoch} (latest.pt uploaded)", flush=True)
+                os.kill(os.getpid(), signal.SIGKILL)
+        return path
+
+    program.save = save_then_fault
+
+
 def worker_main(argv: Sequence[str]) -> int:
     """One rank: stage in, (resume,) train, upload (rank 0)."""
     from ocr_core.train import run as train_run
@@ -160,6 +193,8 @@ def worker_main(argv: Sequence[str]) -> int:
         extra.append(f"Global.checkpoints={work / 'resume' / 'latest.pt'}")
         print(f"[rank {rank}] resuming from {args.out_uri}/latest.pt", flush=True)
     train_args = _add_overrides(train_args, extra)
+    if os.environ.get(FAULT_ENV):
+        _install_fault(os.environ[FAULT_ENV], rank, save_dir, args.out_uri)
     uploader = _Uploader(save_dir, args.out_uri) if rank == 0 else None
     if uploader:
         uploader.start()

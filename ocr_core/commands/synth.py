@@ -1,4 +1,4 @@
-"""``ocrflow synth det|rec --out DIR --num N --seed S [--domain receipt|sign|mixed]``."""
+"""``ocrflow synth det|rec --out DIR --num N --seed S [--domain receipt|sign|mixed|...]``."""
 
 from __future__ import annotations
 
@@ -24,7 +24,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="output directory (must be empty unless --overwrite)")
     parser.add_argument("--num", type=int, required=True, help="number of images / words")
     parser.add_argument("--seed", type=int, default=0, help="sample i depends only on (seed, i)")
-    parser.add_argument("--domain", default="sign", choices=["receipt", "sign", "mixed"])
+    from ocr_core.data.synth_scenes import DOMAINS
+
+    parser.add_argument("--domain", default="sign", choices=list(DOMAINS),
+                        help="receipt (paper, small dark print), sign (colourful, large bold), mixed, ...")
     parser.add_argument("--size", type=_size, default=(640, 480), help="det image size WxH (default 640x480)")
     parser.add_argument("--workers", type=int, default=1, help="processes (output is identical for any value)")
     parser.add_argument("--overwrite", action="store_true", help="write into a non-empty directory")

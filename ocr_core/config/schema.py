@@ -53,6 +53,7 @@ class GlobalConfig:
     scale_loss: float = 1024.0
     use_dynamic_loss_scaling: bool = True
     use_sync_bn: bool = False
+    freeze_bn: bool = False  # BatchNorm in eval mode while training (fine-tuning, small batches)
     character_dict_path: str | None = None
     character_type: str | None = None
     max_text_length: int = 25

@@ -283,3 +283,23 @@ def finalize_quads(quads: list, w: int, h: int, min_side: float = 6.0) -> list:
         qi[:, 1] = np.clip(qi[:, 1], 0, h - 1)
         out.append((qi, text, bool(dc)))
     return out
+
+
+def dot_matrix(fill: np.ndarray, pitch: int, strength: np.ndarray | None = None) -> np.ndarray:
+    """Re-draw a text mask as a dot-matrix (impact printer) print.
+
+    The mask is sampled on a grid of ``pitch`` x ``pitch`` pixel cells; every cell at least a third
+    covered becomes one round dot (diameter ~0.8 ``pitch``). ``strength`` (the grid's shape, values in
+    [0, 1]) gives each dot its own ink density, as a worn ribbon does. Same shape as ``fill``.
+    """
+    h, w = fill.shape
+    p = max(2, int(pitch))
+    gh, gw = -(-h // p), -(-w // p)
+    padded = np.zeros((gh * p, gw * p), np.float32)
+    padded[:h, :w] = fill
+    cells = padded.reshape(gh, p, gw, p).mean(axis=(1, 3)) > 0.33
+    on = cells.astype(np.float32) if strength is None else cells * strength.astype(np.float32)
+    c = (p - 1) / 2
+    yy, xx = np.mgrid[0:p, 0:p].astype(np.float32)
+    disc = np.clip(0.4 * p + 0.5 - np.hypot(yy - c, xx - c), 0, 1).astype(np.float32)
+    return np.kron(on, disc)[:h, :w]

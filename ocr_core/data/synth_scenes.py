@@ -1,5 +1,8 @@
 """The synthetic domains: a photographed ``receipt`` and street ``sign`` scenes, and word crops.
 
+``dotmatrix`` is a receipt printed by an impact printer: every glyph is a grid of round dots of
+uneven ink.
+
 ``render_det_sample`` and ``render_word`` are pure functions of the generator they are given.
 """
 
@@ -18,6 +21,7 @@ from ocr_core.data.synth_render import (
     box_quad,
     camera,
     contrast_color,
+    dot_matrix,
     finalize_quads,
     get_font,
     hsv,
@@ -27,7 +31,7 @@ from ocr_core.data.synth_render import (
     text_mask,
 )
 
-DOMAINS = ("receipt", "sign", "mixed")
+DOMAINS = ("receipt", "sign", "mixed", "dotmatrix")
 
 
 def resolve_domain(rng: np.random.Generator, domain: str) -> str:
@@ -84,7 +88,7 @@ def _receipt_program(rng: np.random.Generator) -> list[tuple]:
     return lines
 
 
-def _receipt_layer(rng: np.random.Generator, pw: int, ph: int, scale: float) -> Layer:
+def _receipt_layer(rng: np.random.Generator, pw: int, ph: int, scale: float, dots: bool = False) -> Layer:
     paper = _paper(rng, ph, pw)
     font_name = pick_font(rng, RECEIPT_FONTS)
     size = max(9, int(rng.uniform(13, 21) * scale))
@@ -98,6 +102,8 @@ def _receipt_layer(rng: np.random.Generator, pw: int, ph: int, scale: float) -> 
     def draw(text: str, s: int, bold: bool, x: float, align: str, dc: bool = False) -> int:
         name = font_name.split("_")[0] + "_bold" if bold and not font_name.startswith("serif") else font_name
         fill, _, (bx0, by0, bx1, by1) = text_mask(text, get_font(name, s))
+        if dots:  # impact printer: the glyphs as a grid of dots (no extra random draws)
+            fill = dot_matrix(fill, max(2, int(round(s / 9))))
         ox = {"left": x - bx0, "right": x - bx1, "center": x - (bx0 + bx1) / 2}[align]
         ox = int(round(ox))
         if ox + bx0 < 1 or ox + bx1 > pw - 1:
@@ -149,7 +155,7 @@ def _receipt_layer(rng: np.random.Generator, pw: int, ph: int, scale: float) -> 
     return Layer(pw, ph, [(np.ones((ph, pw), np.float32), paper)], quads)
 
 
-def _receipt_scene(rng: np.random.Generator, w: int, h: int) -> tuple[np.ndarray, list]:
+def _receipt_scene(rng: np.random.Generator, w: int, h: int, dots: bool = False) -> tuple[np.ndarray, list]:
     scale = min(w / 640, h / 480)
     table_kind = st._pick(rng, ("wood", "noise", "solid", "stripes", "gradient"))
     if table_kind == "wood":
@@ -159,7 +165,7 @@ def _receipt_scene(rng: np.random.Generator, w: int, h: int) -> tuple[np.ndarray
     canvas = background(rng, h, w, table_col, table_kind)
     pw = int(w * rng.uniform(0.55, 0.95))
     ph = int(h * rng.uniform(0.8, 1.5))
-    layer = _receipt_layer(rng, pw, ph, scale)
+    layer = _receipt_layer(rng, pw, ph, scale, dots)
     top = rng.uniform(-0.25 * ph, 0.1 * h) if ph > h else rng.uniform(0, h - ph)
     to = (w / 2 + rng.uniform(-0.5, 0.5) * (w - pw), top + ph / 2)
     M = affine(rng.uniform(-4, 4), rng.uniform(-0.03, 0.03), (pw / 2, ph / 2), to)
@@ -292,7 +298,8 @@ def render_det_sample(rng: np.random.Generator, domain: str = "sign",
 
     Args:
         rng: The only source of randomness.
-        domain: ``receipt``, ``sign`` or ``mixed`` (picks one of the two per image).
+        domain: ``receipt``, ``sign``, ``mixed`` (picks one of the two per image) or ``dotmatrix``
+            (a receipt scene printed in dots).
         size: Output (width, height).
 
     Returns:
@@ -302,6 +309,9 @@ def render_det_sample(rng: np.random.Generator, domain: str = "sign",
     dom = resolve_domain(rng, domain)
     if dom == "receipt":
         canvas, quads = _receipt_scene(rng, w, h)
+        img, quads = camera(rng, canvas, quads, persp=0.06)
+    elif dom == "dotmatrix":
+        canvas, quads = _receipt_scene(rng, w, h, dots=True)
         img, quads = camera(rng, canvas, quads, persp=0.06)
     else:
         canvas, quads = _sign_scene(rng, w, h)
@@ -321,6 +331,13 @@ def render_word(rng: np.random.Generator, domain: str = "sign", text: str | None
         bg = np.full(3, rng.uniform(200, 250), np.float32) + rng.uniform(-6, 6, 3).astype(np.float32)
         fg = np.full(3, rng.uniform(10, 80), np.float32)
         kind, angle, jitter = "noise", rng.uniform(-2, 2), 0.04
+    elif dom == "dotmatrix":  # impact-printed slip: off-white paper, worn ribbon (grey/blue/purple ink)
+        font_name = st._pick(rng, ("mono", "mono", "mono_bold", "sans"))
+        bg = np.full(3, rng.uniform(205, 250), np.float32) + rng.uniform(-8, 8, 3).astype(np.float32)
+        fg = np.array([rng.uniform(60, 150), rng.uniform(20, 90), rng.uniform(20, 110)], np.float32)
+        if rng.random() < 0.5:  # black ribbon
+            fg = np.full(3, rng.uniform(10, 90), np.float32)
+        kind, angle, jitter = "noise", rng.uniform(-2, 2), 0.04
     else:
         font_name = pick_font(rng, SIGN_FONTS)
         bg = hsv(rng.random(), rng.uniform(0.3, 1), rng.uniform(0.25, 0.95))
@@ -329,6 +346,9 @@ def render_word(rng: np.random.Generator, domain: str = "sign", text: str | None
         angle, jitter = rng.uniform(-6, 6), 0.12
     s = int(rng.uniform(16, 60))
     fill, _, (bx0, by0, bx1, by1) = text_mask(text, get_font(font_name, s))
+    if dom == "dotmatrix":  # ~9-12 dot rows per line of text, each dot its own ink density
+        p = max(2, int(round(s / rng.uniform(8, 11))))
+        fill = dot_matrix(fill, p, rng.uniform(0.35, 1.0, (-(-fill.shape[0] // p), -(-fill.shape[1] // p))))
     m = s
     ph, pw = fill.shape[0] + 2 * m, fill.shape[1] + 2 * m
     patch = background(rng, ph, pw, bg, kind)

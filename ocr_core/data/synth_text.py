@@ -169,9 +169,9 @@ def receipt_text(rng: np.random.Generator) -> str:
 
 
 def domain_text(rng: np.random.Generator, domain: str, max_len: int = REC_MAX_LEN) -> str:
-    """A random text for ``domain`` (``receipt`` or ``sign``), at most ``max_len`` characters."""
+    """A random text for ``domain`` (``receipt``/``dotmatrix`` or ``sign``), at most ``max_len`` characters."""
     for _ in range(20):
-        text = receipt_text(rng) if domain == "receipt" else sign_text(rng)
+        text = receipt_text(rng) if domain in ("receipt", "dotmatrix") else sign_text(rng)
         if 0 < len(text) <= max_len:
             return text
     return text[:max_len].strip() or "0"

@@ -109,13 +109,20 @@ def train_one_epoch(
     max_steps: int | None = None,
     after_step: Callable[[StepState, dict[str, float]], bool] | None = None,
     metrics_sink: Callable[[dict[str, float]], None] | None = None,
+    freeze_bn: bool = False,
 ) -> dict[str, float]:
     """Run one epoch of training; returns the epoch's average loss terms and throughput.
 
     ``after_step(state, logs)`` runs after every optimizer step (evaluation schedule,
     checkpoints); returning True stops the epoch early (``max_steps`` reached).
+    ``freeze_bn`` keeps BatchNorm layers in eval mode (running statistics used and not updated;
+    their weights still train): for fine-tuning with small batches.
     """
     model.train()
+    if freeze_bn:
+        for m in model.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.eval()
     smooth = SmoothedValues(smooth_window)
     totals: dict[str, float] = defaultdict(float)
     n_steps = 0
@@ -251,7 +258,7 @@ def evaluate(
 
     Adds ``fps`` = images / seconds spent in the model forward (as PaddleOCR reports it).
     """
-    was_training = model.training
+    modes = [(m, m.training) for m in model.modules()]  # restored per module (frozen BN stays frozen)
     model.eval()
     metric.reset()
     forward_time = 0.0
@@ -284,6 +291,6 @@ def evaluate(
     metric.set_counters(counters)
     result = dict(metric.get_metric())
     result["fps"] = frames_all / forward_all if forward_all > 0 else 0.0
-    if was_training:
-        model.train()
+    for m, mode in modes:
+        m.training = mode
     return result

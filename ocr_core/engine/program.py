@@ -420,7 +420,8 @@ def _train(run: Run) -> dict[str, Any]:
             device=run.dist.device, model_type=run.model_type, epoch_num=g.epoch_num,
             print_batch_step=g.print_batch_step, smooth_window=g.log_smooth_window, scaler=run.scaler,
             amp=g.use_amp, amp_dtype=run.amp_dtype, channels_last=g.channels_last, clip_norm=clip, grad_accum_steps=g.grad_accum_steps,
-            max_steps=g.max_steps, after_step=after_step, metrics_sink=run.telemetry.on_step)
+            max_steps=g.max_steps, after_step=after_step, metrics_sink=run.telemetry.on_step,
+            freeze_bn=g.freeze_bn)
         run.telemetry.on_epoch_end(epoch_logs)
         stop = g.max_steps is not None and run.state.global_step >= g.max_steps
         if run.eval_loader is not None and g.eval_batch_epoch and epoch % g.eval_batch_epoch == 0 \

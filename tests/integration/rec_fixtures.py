@@ -19,6 +19,14 @@ def price_text(rng: np.random.Generator) -> str:
     return f"{'$' if rng.random() < 0.3 else ''}{int(rng.integers(0, 100))}.{int(rng.integers(0, 100)):02d}"
 
 
+DIGITS = "0123456789"
+
+
+def digit_text(rng: np.random.Generator) -> str:
+    """3 to 6 random digits (a receipt/ticket number): the from-scratch CI run's text distribution."""
+    return "".join(DIGITS[int(rng.integers(10))] for _ in range(int(rng.integers(3, 7))))
+
+
 def make_rec_split(out: Path, num: int, seed: int, domain: str = "sign",
                    text_fn: Callable[[np.random.Generator], str] | None = None) -> Path:
     """Render ``num`` word crops into ``out/images`` and return ``out/rec_gt.txt``.

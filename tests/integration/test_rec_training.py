@@ -1,11 +1,11 @@
 """Recognition engine end to end on synthetic word crops (CPU, 1 thread per run).
 
-Not here: a from-scratch accuracy run. CTC from random init stays on the all-blank plateau for
-more than 500 CPU steps (acc 0.0 after 156 s, see docs/recognition.md), beyond a CI budget.
-(b) SimpleDataSet and
+(a) a small CRNN trained from scratch on synthetic receipt numbers reaches a stated accuracy on
+held-out numbers in 200 CPU steps; (b) SimpleDataSet and
 LMDBDataSet (built with ``ocrflow build-lmdb``) both train; (c) ``ratio_list`` draws the
 configured share of each label file per epoch; (d) fine-tuning the imported official PP-OCRv3
-weights (ch_PP-OCRv3_rec_finetune.yml) on sign words beats the off-the-shelf model, and
+weights (ch_PP-OCRv3_rec_finetune.yml) on dot-matrix receipt words, a domain it reads poorly,
+beats the off-the-shelf model there, and
 ``ocrflow infer`` prints ``('text', score)``; (e) UDML distillation trains Teacher and Student and
 reports per-role metrics, then ``ocrflow extract --role Student``; (f) a checkpoint with another
 dictionary re-initialises the class-dependent head and says so.
@@ -29,7 +29,7 @@ from ocr_core.data.loader import build_dataloader
 from ocr_core.engine import checkpoint as ckpt_mod
 from ocr_core.engine.program import evaluate_config, load_for_run, prepare, save, train
 from ocr_core.errors import ConfigError
-from tests.integration.rec_fixtures import make_rec_split, read_labels, rec_config
+from tests.integration.rec_fixtures import DIGITS, digit_text, make_rec_split, read_labels, rec_config
 
 FINETUNE = "configs/rec/PP-OCRv3/ch_PP-OCRv3_rec_finetune.yml"
 DISTILL = "configs/rec/PP-OCRv3/ch_PP-OCRv3_rec_distillation.yml"
@@ -50,6 +50,33 @@ def words(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     for name, (num, seed, domain) in sets.items():
         make_rec_split(root / name, num, seed, domain)
     return {name: root / name for name in sets}
+
+
+# ----------------------------------------------------------------------------- (a) from scratch
+# MobileNetV3-small x0.35 (rec strides) -> im2seq ("reshape", no BiLSTM) -> CTC over 10 digits + blank.
+# The BiLSTM(48) neck was still on the all-blank CTC plateau (acc 0.0, loss flat) at step 124 with
+# lr 2e-3, where this one leaves it around step 130-150; lr 3e-3 cosine with a 19-step warm-up.
+SCRATCH = ("Architecture.Backbone.model_name=small", "Architecture.Backbone.scale=0.35",
+           "Architecture.Backbone.small_stride=[1, 2, 2, 2]", "Architecture.Neck.encoder_type=reshape",
+           "Optimizer.lr.name=Cosine", "Optimizer.lr.learning_rate=0.003", "Optimizer.lr.warmup_epoch=0.3")
+
+
+def test_crnn_from_scratch_reads_synthetic_numbers(tmp_path: Path) -> None:
+    train_dir = make_rec_split(tmp_path / "train", 2000, 11, "receipt", digit_text).parent
+    eval_dir = make_rec_split(tmp_path / "eval", 200, 12, "receipt", digit_text).parent
+    digits = tmp_path / "digits.txt"
+    digits.write_text("\n".join(DIGITS) + "\n", encoding="utf-8")
+    # 2000 crops / batch 32 = 62 steps per epoch; the cosine spans 5 epochs (310 steps) and we stop at
+    # 200 while the rate is still high (a cosine ending at step 200 reached only acc 0.445 there)
+    cfg = rec_config(train_dir, eval_dir, tmp_path / "out", ONE_THREAD, f"Global.character_dict_path={digits}",
+                     "Global.max_steps=200", "Global.eval_batch_step=[0, 100]", "Global.print_batch_step=50",
+                     *SCRATCH, batch=32, epochs=5)
+    res = train(cfg)
+    curve = {h["global_step"]: round(h["acc"], 3) for h in res["history"]}
+    print(f"from scratch, {len(read_labels(eval_dir / 'rec_gt.txt'))} held-out numbers: acc by step {curve}")
+    assert res["global_step"] == 200 and set(curve) == {100, 200}
+    # measured (seeded, 1 thread): acc 0.0 at step 100 (still on the plateau), 0.93 at step 200
+    assert curve[200] >= 0.6 and res["history"][-1]["norm_edit_dis"] >= 0.85
 
 
 # ----------------------------------------------------------------------------- (b) datasets
@@ -178,15 +205,17 @@ def ppocrv3_rec(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return Path(report.checkpoint)
 
 
-FT_DOMAIN, FT_TRAIN, FT_EVAL, FT_EPOCHS = "sign", 160, 48, 1
-FT_OVERRIDES = ("Optimizer.lr.warmup_epoch=0",)
+# 320 words / batch 16 = 20 steps. Small-set recipe (docs/recognition.md): lr 2e-4 with a 4-step
+# warm-up and frozen BatchNorm statistics; at 5e-4 without warm-up the loss first jumps 9 -> 19.
+FT_DOMAIN, FT_TRAIN, FT_EVAL, FT_EPOCHS = "dotmatrix", 320, 100, 1
+FT_OVERRIDES = ("Global.freeze_bn=true", "Optimizer.lr.learning_rate=0.0002", "Optimizer.lr.warmup_epoch=0.2")
 
 
 @pytest.mark.slow
 def test_finetune_from_official_weights(ppocrv3_rec: Path, tmp_path: Path) -> None:
     train_dir = make_rec_split(tmp_path / "train", FT_TRAIN, 21, FT_DOMAIN).parent
     eval_dir = make_rec_split(tmp_path / "eval", FT_EVAL, 22, FT_DOMAIN).parent
-    shape = "[3, 48, 160]"
+    shape = "[3, 48, 320]"
     common = [ONE_THREAD, f"Global.pretrained_model={ppocrv3_rec}", "Global.eval_batch_epoch=1000",
               f"Train.dataset.transforms.RecResizeImg.image_shape={shape}",
               f"Eval.dataset.transforms.RecResizeImg.image_shape={shape}"]
@@ -199,8 +228,9 @@ def test_finetune_from_official_weights(ppocrv3_rec: Path, tmp_path: Path) -> No
     print(f"PP-OCRv3 rec on {FT_EVAL} held-out {FT_DOMAIN} words: off-the-shelf acc {before['acc']:.3f} "
           f"(ned {before['norm_edit_dis']:.3f}) -> fine-tuned acc {after['acc']:.3f} "
           f"(ned {after['norm_edit_dis']:.3f}) after {res['global_step']} steps")
-    # measured (sign words, 48x160): off-the-shelf 0.96; a 10-step fine-tune keeps it usable
-    assert before["acc"] >= 0.8 and after["acc"] >= 0.5
+    # measured (dotmatrix, 48x320, 1 thread): off-the-shelf acc 0.34 (ned 0.756) -> 0.52 (ned 0.899)
+    assert before["acc"] <= 0.45 and after["acc"] >= before["acc"] + 0.1
+    assert after["norm_edit_dis"] >= before["norm_edit_dis"] + 0.08
 
     # `ocrflow infer` prints ('text', score) per image, as PaddleOCR's infer_rec
     images = sorted((eval_dir / "images").glob("*.png"))[:2]

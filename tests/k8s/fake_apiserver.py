@@ -106,6 +106,11 @@ class FakeCluster:
 
     Fault injection: ``kill_once`` holds pod names whose first container is SIGKILLed right after
     it starts (a lost node), to exercise ``restartPolicy: OnFailure``.
+
+    Secrets: ``secrets[(namespace, name)] = {key: value}`` (what ``kubectl create secret`` would
+    store) resolves ``env[].valueFrom.secretKeyRef`` and ``envFrom[].secretRef`` like the kubelet.
+    A missing (non-optional) Secret or key makes the container fail at once with the kubelet's
+    message (a real kubelet keeps it waiting in ``CreateContainerConfigError`` instead).
     """
 
     def __init__(self, workdir: str | None = None) -> None:
@@ -117,6 +122,7 @@ class FakeCluster:
         self.events: list[tuple[int, str, dict[str, Any]]] = []
         self.requests: list[tuple[str, str]] = []
         self.kill_once: set[str] = set()
+        self.secrets: dict[tuple[str, str], dict[str, str]] = {}
         self.envs: dict[str, dict[str, str]] = {}  # pod name -> operator env given to its process
         self.stopping = False
         self._threads: list[threading.Thread] = []
@@ -296,11 +302,29 @@ class FakeCluster:
         env = {k: os.environ[k] for k in ("PATH", "HOME", "PYTHONPATH", "OMP_NUM_THREADS", "LANG")
                if k in os.environ}
         env["PYTHONPATH"] = os.pathsep.join(p for p in (self.workdir, env.get("PYTHONPATH")) if p)
-        for item in container.get("env") or []:  # secret/fieldRef values are not simulated
+        missing: list[str] = []
+        for src in container.get("envFrom") or []:  # envFrom first, then env (env wins)
+            ref = src.get("secretRef") or {}
+            if "name" in ref:
+                data = self.secrets.get((pod.ns, ref["name"]))
+                if data is None and not ref.get("optional"):
+                    missing.append(f'secret "{ref["name"]}" not found')
+                env.update({src.get("prefix", "") + k: v for k, v in (data or {}).items()})
+        for item in container.get("env") or []:  # fieldRef/configMap values are not simulated
+            ref = (item.get("valueFrom") or {}).get("secretKeyRef")
             if "value" in item:
                 env[item["name"]] = expand_k8s_vars(item["value"], env)
+            elif ref is not None:
+                data = self.secrets.get((pod.ns, ref.get("name", "")))
+                if data is not None and ref.get("key") in data:
+                    env[item["name"]] = data[ref["key"]]
+                elif not ref.get("optional"):
+                    missing.append(f'secret "{ref.get("name")}" not found' if data is None
+                                   else f"couldn't find key {ref.get('key')} in Secret {pod.ns}/{ref.get('name')}")
         env.update(op_env)  # the operator appends its vars after the user's
         argv = local_argv([*container.get("command", []), *container.get("args", [])], env)
+        if missing:  # CreateContainerConfigError: the command never runs
+            argv = [sys.executable, "-c", f"raise SystemExit({'Error: ' + missing[0]!r})"]
         proc = subprocess.Popen(argv, env=env, cwd=self.workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 text=True, bufsize=1, start_new_session=True)
         run = _Container(proc, pod.restarts)

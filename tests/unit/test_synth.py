@@ -93,3 +93,18 @@ def test_cli_and_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert cli(["synth", "rec", "--out", str(tmp_path / "r"), "--num", "3", "--domain", "receipt"]) == 0
     with pytest.raises(DataError):
         synth_det(tmp_path / "x", 0)
+
+
+def test_dotmatrix_domain_prints_text_in_dots(tmp_path: Path) -> None:
+    synth_rec(tmp_path / "r", 8, seed=4, domain="dotmatrix")
+    lines = (tmp_path / "r" / "rec_gt.txt").read_text(encoding="utf-8").splitlines()
+    assert len(lines) == 8 and all(set(ln.split("\t", 1)[1]) <= set(CHARSET) for ln in lines)
+    synth_det(tmp_path / "d", 2, seed=4, domain="dotmatrix", size=(320, 256))
+    assert sum(len(read_icdar_det_gt(str(p))) for p in (tmp_path / "d" / "gt").glob("*.txt")) >= 4
+    from ocr_core.data.synth_render import dot_matrix
+
+    bar = np.zeros((18, 30), np.float32)
+    bar[0:12, 6:30] = 1
+    dots = dot_matrix(bar, 6)  # a solid 12x24 block on the 6-px grid becomes 2x4 separate round dots
+    n, _ = cv2.connectedComponents((dots > 0.5).astype(np.uint8))
+    assert n - 1 == 8 and dots[2, 8] > 0.9 and dots[0, 6] < 0.1  # dot centre inked, cell corner not
