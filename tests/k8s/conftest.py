@@ -27,9 +27,25 @@ def live_children() -> list[int]:
     return out
 
 
+# Children that already existed when a k8s test module started (e.g. a session-scoped embedded
+# S3 server from another test package) are not replicas of ours and are ignored. Kept in the
+# environment because test modules import this file under a second module name.
+_BASELINE_ENV = "OCRFLOW_TEST_CHILD_BASELINE"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _child_baseline():
+    os.environ[_BASELINE_ENV] = ",".join(str(p) for p in live_children())
+    yield
+
+
+def _baseline() -> set[int]:
+    return {int(p) for p in os.environ.get(_BASELINE_ENV, "").split(",") if p}
+
+
 def wait_no_children(timeout_s: float = 10.0) -> list[int]:
     deadline = time.monotonic() + timeout_s
-    while (kids := live_children()) and time.monotonic() < deadline:
+    while (kids := [k for k in live_children() if k not in _baseline()]) and time.monotonic() < deadline:
         time.sleep(0.05)
     return kids
 
