@@ -5,6 +5,9 @@ BIN := $(VENV)/bin
 # The CPU build of torch lies on local disk; installing it first keeps pip from pulling CUDA.
 TORCH_SPEC ?= torch==2.13.0
 EXTRAS ?= dev,pipeline
+# Third-party reference for parity tests only (tests/integration/test_openocr_import.py): OpenOCR's
+# pure-Python wheel, unpacked without its dependencies into its own folder, never on our import path.
+OPENOCR_REF ?= openocr-python==0.1.5
 
 .PHONY: venv test lint typecheck demo bench clean
 
@@ -15,6 +18,7 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q "$(TORCH_SPEC)"
 	$(BIN)/python -m pip install -q -e ".[$(EXTRAS)]"
+	$(BIN)/python -m pip install -q --no-deps --target $(VENV)/openocr-ref "$(OPENOCR_REF)"
 	touch $@
 
 lint: venv

@@ -231,6 +231,21 @@ _OPENOCR_SCHEDULERS = {"CosineAnnealingLR": "Cosine", "CosineAnnealing": "Cosine
                        "Polynomial": "Polynomial", "PolynomialLR": "Polynomial"}
 
 
+def _is_openocr(cfg: dict[str, Any]) -> bool:
+    g = cfg.get("Global")
+    return "LRScheduler" in cfg or (isinstance(g, dict) and ("output_dir" in g or g.get("device") == "gpu"))
+
+
+def _necks(arch: Any) -> list[dict[str, Any]]:
+    """The Neck sections of an Architecture (a plain model or a Distillation model's Models)."""
+    if not isinstance(arch, dict):
+        return []
+    necks = [arch["Neck"]] if isinstance(arch.get("Neck"), dict) else []
+    for sub in (arch.get("Models") or {}).values() if isinstance(arch.get("Models"), dict) else []:
+        necks += _necks(sub)
+    return necks
+
+
 def normalize_openocr(cfg: dict[str, Any]) -> dict[str, Any]:
     """Rewrite OpenOCR-style keys in place onto ours (a no-op for PaddleOCR configs).
 
@@ -240,15 +255,22 @@ def normalize_openocr(cfg: dict[str, Any]) -> dict[str, Any]:
     ``Global.device: gpu|cpu`` -> ``use_gpu`` (+ ``device: cpu``); ``Global.save_epoch_step:
     [start, every]`` -> ``every``; ``Global.model_type`` -> ``Architecture.model_type``;
     ``Global.use_tensorboard`` -> ``use_visualdl``; top-level ``profiler_options`` dropped.
+    An OpenOCR config (an ``LRScheduler`` section, ``Global.output_dir`` or ``Global.device: gpu``)
+    also gets ``se_gate: torch`` on its RSEFPN necks unless set: OpenOCR's PyTorch SE gate is
+    ``F.hardsigmoid`` (slope 1/6), not Paddle's (slope 0.2), and its weights are trained with it.
     """
     g = cfg.get("Global")
+    if _is_openocr(cfg):
+        for neck in _necks(cfg.get("Architecture")):
+            if neck.get("name") == "RSEFPN":
+                neck.setdefault("se_gate", "torch")
     if isinstance(g, dict):
         if "output_dir" in g:
             out = g.pop("output_dir")
             g.setdefault("save_model_dir", out)
         if g.get("device") in ("gpu", "cpu"):
             dev = g.pop("device")
-            g["use_gpu"] = dev == "gpu"
+            g.setdefault("use_gpu", dev == "gpu")  # an explicit use_gpu (e.g. from -o) wins
             if dev == "cpu":
                 g["device"] = "cpu"
         if isinstance(g.get("save_epoch_step"), list) and len(g["save_epoch_step"]) == 2:

@@ -4,8 +4,10 @@ OpenOCR saves ``{epoch, global_step, state_dict, optimizer, scheduler, config, m
 state dict; ``module.`` prefixes from DDP are stripped). Our ``RepSVTR_det`` uses OpenOCR's module
 names, and OpenOCR's RSEFPN / DBHead use PaddleOCR's, so names map directly; anything left is paired
 by order with shape checks (:func:`ocr_core.export.paddle_import.map_paddle_state`), strictly.
-Note: OpenOCR's RSEFPN SE gate is torch's hardsigmoid (slope 1/6) while ours is Paddle's (0.2), so
-imported DB-RepViT weights give slightly different neck activations than in OpenOCR.
+OpenOCR's RSEFPN SE gate is torch's hardsigmoid (slope 1/6), PaddleOCR's is slope 0.2; OpenOCR-style
+configs (``repvit_db.yml``) select ``Neck.se_gate: torch`` (see ``normalize_openocr``), and the imported
+model then reproduces OpenOCR's outputs exactly (tests/integration/test_openocr_import.py compares
+against the real ``openocr-python`` implementation).
 """
 
 from __future__ import annotations

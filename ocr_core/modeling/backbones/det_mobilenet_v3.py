@@ -100,18 +100,28 @@ class ConvBNAct(nn.Module):
         return x
 
 
-class SEModule(nn.Module):
-    """Squeeze-excitation: avg pool, 1x1 (C -> C/r) + ReLU, 1x1 (C/r -> C), Paddle hardsigmoid."""
+SE_GATES = ("paddle", "torch")
 
-    def __init__(self, channels: int, reduction: int = 4) -> None:
+
+class SEModule(nn.Module):
+    """Squeeze-excitation: avg pool, 1x1 (C -> C/r) + ReLU, 1x1 (C/r -> C), hard-sigmoid gate.
+
+    ``gate="paddle"`` (default) is Paddle's ``clamp(0.2x + 0.5, 0, 1)``; ``gate="torch"`` is
+    PyTorch's ``F.hardsigmoid`` (``relu6(x + 3) / 6``), the gate OpenOCR's PyTorch necks use.
+    """
+
+    def __init__(self, channels: int, reduction: int = 4, gate: str = "paddle") -> None:
         super().__init__()
+        if gate not in SE_GATES:
+            raise ConfigError(f"unknown SE gate {gate!r}; known: {', '.join(SE_GATES)}", "se_gate")
         self.conv1 = nn.Conv2d(channels, channels // reduction, 1)
         self.conv2 = nn.Conv2d(channels // reduction, channels, 1)
+        self.gate = gate
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         s = F.adaptive_avg_pool2d(x, 1)
         s = self.conv2(F.relu(self.conv1(s)))
-        return x * paddle_hardsigmoid(s)
+        return x * (paddle_hardsigmoid(s) if self.gate == "paddle" else F.hardsigmoid(s))
 
 
 class ResidualUnit(nn.Module):

@@ -119,10 +119,11 @@ class DBFPN(nn.Module):
 class RSELayer(nn.Module):
     """kxk conv followed by an SE block, residual (``x + SE(x)``) when ``shortcut``."""
 
-    def __init__(self, in_ch: int, out_ch: int, kernel_size: int, shortcut: bool = True) -> None:
+    def __init__(self, in_ch: int, out_ch: int, kernel_size: int, shortcut: bool = True,
+                 se_gate: str = "paddle") -> None:
         super().__init__()
         self.in_conv = _conv(in_ch, out_ch, kernel_size)
-        self.se_block = SEModule(out_ch)
+        self.se_block = SEModule(out_ch, gate=se_gate)
         self.shortcut = shortcut
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -139,15 +140,17 @@ class RSEFPN(nn.Module):
         out_channels: Output channels (a multiple of 4).
         shortcut: Residual SE layers.
         intracl: Add an :class:`IntraCLBlock` per level before fusion.
+        se_gate: ``paddle`` (PaddleOCR's hardsigmoid, slope 0.2) or ``torch`` (slope 1/6, as
+            OpenOCR's PyTorch RSEFPN; OpenOCR-style configs get it by default).
     """
 
     def __init__(self, in_channels: list[int], out_channels: int, shortcut: bool = True,
-                 intracl: bool = False) -> None:
+                 intracl: bool = False, se_gate: str = "paddle") -> None:
         super().__init__()
         _check_levels(in_channels, out_channels)
         self.out_channels = out_channels
-        self.ins_conv = nn.ModuleList(RSELayer(c, out_channels, 1, shortcut) for c in in_channels)
-        self.inp_conv = nn.ModuleList(RSELayer(out_channels, out_channels // 4, 3, shortcut)
+        self.ins_conv = nn.ModuleList(RSELayer(c, out_channels, 1, shortcut, se_gate) for c in in_channels)
+        self.inp_conv = nn.ModuleList(RSELayer(out_channels, out_channels // 4, 3, shortcut, se_gate)
                                       for _ in in_channels)
         self.incl = _intracl_blocks(out_channels // 4) if intracl else None
 
