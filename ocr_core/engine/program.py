@@ -23,7 +23,14 @@ from torch import nn
 from ocr_core.config import dump_config, parse_global, public_config, validate_config
 from ocr_core.config.schema import GlobalConfig, OptimizerConfig, check_dataclass
 from ocr_core.engine import checkpoint as ckpt_mod
-from ocr_core.engine.distributed import DistInfo, barrier, cleanup, init_distributed, unwrap
+from ocr_core.engine.distributed import (
+    DistInfo,
+    all_gather_object,
+    barrier,
+    cleanup,
+    init_distributed,
+    unwrap,
+)
 from ocr_core.engine.loop import StepState, evaluate, train_one_epoch
 from ocr_core.errors import ConfigError
 from ocr_core.observability.logging import setup_logger
@@ -203,11 +210,19 @@ def checkpoint_payload(run: Run, best: dict[str, float] | None = None) -> dict[s
 
 
 def save(run: Run, name: str, best: dict[str, float] | None = None) -> Path | None:
-    """Save ``name`` (rank 0 only) and return its path."""
+    """Save ``name`` and return its path (rank 0 writes; every rank must call it).
+
+    Under DDP every rank's RNG state is gathered into ``rng_per_rank``: each rank draws its own
+    augmentation stream, and an exact resume needs all of them.
+    """
+    rngs = all_gather_object(ckpt_mod.rng_state()) if run.dist.enabled else None
     if not run.dist.is_main:
         return None
     t0 = time.perf_counter()
-    path = ckpt_mod.save_checkpoint(run.save_dir / name, checkpoint_payload(run, best))
+    payload = checkpoint_payload(run, best)
+    if rngs is not None:
+        payload["rng_per_rank"] = rngs
+    path = ckpt_mod.save_checkpoint(run.save_dir / name, payload)
     log.info("saved %s (%.2fs)", path, time.perf_counter() - t0)
     if run.telemetry is not None:
         run.telemetry.on_checkpoint(name, time.perf_counter() - t0)
@@ -298,8 +313,7 @@ def load_for_run(run: Run) -> None:
         run.state.epoch = int(ck.get("epoch", 0)) + 1
         run.state.global_step = int(ck.get("global_step", 0))
         run.state.best_metric = dict(ck.get("best_metric") or {})
-        if ck.get("rng"):
-            ckpt_mod.set_rng_state(ck["rng"])
+        _restore_rng(run, ck, g.checkpoints)
         log.info("resumed from %s: next epoch %d, global_step %d, best %s", g.checkpoints,
                  run.state.epoch, run.state.global_step, run.state.best_metric)
     elif g.pretrained_model:
@@ -313,6 +327,20 @@ def load_for_run(run: Run) -> None:
             log.info("%s", report.details())
     else:
         log.info("training from scratch")
+
+
+def _restore_rng(run: Run, ck: dict[str, Any], source: str) -> None:
+    """This rank's saved RNG state; a different world size keeps the fresh ``seed + rank`` streams."""
+    per_rank = ck.get("rng_per_rank")
+    world = run.dist.world_size
+    if per_rank and len(per_rank) == world:
+        ckpt_mod.set_rng_state(per_rank[run.dist.rank])
+    elif ck.get("rng") and world == 1 and not per_rank:
+        ckpt_mod.set_rng_state(ck["rng"])
+    elif ck.get("rng"):
+        saved = len(per_rank) if per_rank else 1
+        log.warning("%s was saved by %d rank(s), this run has %d: augmentation RNG streams restart from "
+                    "seed + rank (weights, optimizer and schedule are restored exactly)", source, saved, world)
 
 
 def _eval_due(g: GlobalConfig, step: int) -> bool:

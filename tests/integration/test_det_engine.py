@@ -156,3 +156,38 @@ def test_amp_and_channels_last_train_steps(tiny_det: tuple[Path, Path], tmp_path
     assert all(torch.isfinite(torch.tensor(v)) for k, v in logs.items() if k.startswith("loss"))
     ck = load_checkpoint(tmp_path / "amp" / "latest.pt")
     assert all(v.dtype != torch.bfloat16 for v in ck["model"].values())  # weights stay fp32
+
+
+def _torchrun(cfg: dict, cfg_file: Path, timeout: int = 280) -> subprocess.CompletedProcess[str]:
+    dump_config(cfg, cfg_file)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+           "--master_port", str(_free_port()), "-m", "ocr_core.train", "-c", str(cfg_file)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
+
+
+@pytest.mark.timeout(400)
+def test_ddp_resume_with_random_augmentation_equals_straight_run(tiny_det: tuple[Path, Path],
+                                                                  tmp_path: Path) -> None:
+    """2 gloo ranks, random crops/flips/rotations: 2 epochs straight == 1 epoch + resume + 1 epoch.
+
+    Each rank draws its own augmentation stream (seed + rank), so exact resume needs every rank's RNG
+    state in the checkpoint; restoring rank 0's on both ranks makes rank 1 crop differently.
+    """
+    train_dir, eval_dir = tiny_det
+    common = ("Global.eval_at_end=false", "Optimizer.name=SGD", "Optimizer.lr.learning_rate=0.002",
+              "Train.loader.batch_size_per_card=2")
+    _torchrun(det_config(train_dir, eval_dir, tmp_path / "a", *common, crop=64, epochs=2), tmp_path / "a.yml")
+    _torchrun(det_config(train_dir, eval_dir, tmp_path / "b", *common, crop=64, epochs=1), tmp_path / "b1.yml")
+    ck1 = load_checkpoint(tmp_path / "b" / "latest.pt")
+    assert len(ck1["rng_per_rank"]) == 2
+    assert not torch.equal(ck1["rng_per_rank"][0]["torch"], ck1["rng_per_rank"][1]["torch"])
+    resume = f"Global.checkpoints={tmp_path / 'b' / 'latest'}"
+    _torchrun(det_config(train_dir, eval_dir, tmp_path / "b", *common, resume, crop=64, epochs=2),
+              tmp_path / "b2.yml")
+    a, b = load_checkpoint(tmp_path / "a" / "latest.pt"), load_checkpoint(tmp_path / "b" / "latest.pt")
+    assert a["global_step"] == b["global_step"] == 4
+    for k, v in a["model"].items():
+        assert torch.equal(v, b["model"][k]), k
