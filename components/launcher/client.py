@@ -158,41 +158,60 @@ def _restart_count(pod: Any) -> int:
     return 0
 
 
-def _failed_exit(pod: Any) -> tuple[bool, Any]:
-    """(failed?, finished_at) of the pod's ``pytorch`` container, current or last state."""
+def _failed_exit(pod: Any) -> tuple[bool, Any, bool]:
+    """(failed?, finished_at, in the previous container?) of the pod's ``pytorch`` container."""
     for cs in pod.status.container_statuses or []:
         if cs.name != CONTAINER_NAME:
             continue
-        for state in (cs.state, cs.last_state):
+        for previous, state in ((False, cs.state), (True, cs.last_state)):
             term = state.terminated if state else None
             if term is not None and term.exit_code != 0:
-                return True, term.finished_at
-    return pod.status.phase == "Failed", None
+                return True, term.finished_at, previous
+    return pod.status.phase == "Failed", None, False
+
+
+_ERROR_MARKERS = ("Traceback (most recent call last)", "Error:", "error:")
 
 
 def failing_pod_tail(core: k8s.CoreV1Api, name: str, namespace: str, lines: int = 40) -> tuple[str | None, list[str]]:
-    """The earliest-failed pod of the job and the tail of its log (previous container if empty)."""
+    """The pod whose log explains the failure, and the tail of that log.
+
+    Candidates are the job's failed pods, earliest failure first; the log read is the container that
+    failed (the previous one when the pod has restarted since). The first candidate whose tail shows
+    an error wins: a replica killed because its peer died fails too, but its log holds no cause.
+    """
     try:
         pods = core.list_namespaced_pod(namespace, label_selector=f"{JOB_NAME_LABEL}={name}").items
     except ApiException:
         return None, []
     failed = []
     for pod in pods:
-        is_failed, when = _failed_exit(pod)
+        is_failed, when, previous = _failed_exit(pod)
         if is_failed:
-            failed.append((when is None, when.timestamp() if when else 0.0, pod.metadata.name))
+            failed.append((when is None, when.timestamp() if when else 0.0, pod.metadata.name, previous))
     if not failed:
         return None, []
-    pod_name = sorted(failed)[0][2]
-    for previous in (False, True):
+    tails = []
+    for _, _, pod_name, previous in sorted(failed):
+        tail = _pod_tail(core, pod_name, namespace, lines, (previous, not previous))
+        if any(marker in line for line in tail for marker in _ERROR_MARKERS):
+            return pod_name, tail
+        tails.append((pod_name, tail))
+    return tails[0]
+
+
+def _pod_tail(core: k8s.CoreV1Api, pod_name: str, namespace: str, lines: int,
+              order: tuple[bool, bool]) -> list[str]:
+    """The last ``lines`` of the first non-empty log in ``order`` (``previous`` flags)."""
+    for previous in order:
         try:
             text = core.read_namespaced_pod_log(pod_name, namespace, container=CONTAINER_NAME,
                                                 tail_lines=lines, previous=previous)
         except ApiException:
             continue
         if text:
-            return pod_name, text.splitlines()[-lines:]
-    return pod_name, []
+            return text.splitlines()[-lines:]
+    return []
 
 
 def delete_job(api: k8s.CustomObjectsApi, name: str, namespace: str) -> bool:
