@@ -12,10 +12,8 @@ paddle is not installed here, so that row is quoted, not re-measured).
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
@@ -23,9 +21,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.train_timing import load_batches, median_step_seconds  # noqa: E402
 from ocr_core.config import load_config  # noqa: E402
 from ocr_core.data.icdar import convert_det_gt_dir  # noqa: E402
-from ocr_core.data.loader import build_dataloader  # noqa: E402
 from ocr_core.data.synth import synth_det  # noqa: E402
 from ocr_core.losses import build_loss  # noqa: E402
 from ocr_core.modeling import build_model  # noqa: E402
@@ -45,24 +43,11 @@ def step_throughput(cfg: dict, batches: list, steps: int, warmup: int, channels_
     model = build_model(cfg["Architecture"]).train()
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    loss_fn = build_loss(cfg["Loss"])
+        batches = [[b[0].contiguous(memory_format=torch.channels_last), *b[1:]] for b in batches]
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    times = []
-    for i in range(warmup + steps):
-        batch = batches[i % len(batches)]
-        x = batch[0].contiguous(memory_format=torch.channels_last) if channels_last else batch[0]
-        t0 = time.perf_counter()
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            preds = model(x)
-        preds = {k: v.float() for k, v in preds.items()}
-        loss = loss_fn(preds, batch)["loss"]
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if i >= warmup:
-            times.append(time.perf_counter() - t0)
-    med = statistics.median(times)
-    return x.shape[0] / med, med
+    med = median_step_seconds(lambda batch: model(batch[0]), build_loss(cfg["Loss"]), opt, batches, steps,
+                              warmup, bf16)
+    return batches[0][0].shape[0] / med, med
 
 
 def main() -> int:
@@ -80,15 +65,7 @@ def main() -> int:
             f"Train.dataset.transforms.EastRandomCropData.size=[{args.size}, {args.size}]",
             f"Train.loader.batch_size_per_card={args.batch}", f"Train.loader.num_workers={args.workers}",
         ])
-        _, loader, sampler = build_dataloader(cfg, "Train")
-        sampler.set_epoch(1)
-        t0 = time.perf_counter()
-        batches = []
-        n_img = 0
-        for b in loader:
-            batches.append(b)
-            n_img += b[0].shape[0]
-        data_s_per_img = (time.perf_counter() - t0) / n_img
+        batches, data_s_per_img = load_batches(cfg)
         rows = []
         for name, cl, bf in (("fp32", False, False), ("fp32 channels_last", True, False),
                              ("bf16 autocast", False, True), ("bf16 autocast + channels_last", True, True)):

@@ -12,10 +12,8 @@ can be compared. Synthetic word crops are rendered first.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
@@ -23,7 +21,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from ocr_core.data.loader import build_dataloader  # noqa: E402
+from bench.train_timing import load_batches, median_step_seconds  # noqa: E402
 from ocr_core.engine.loop import forward_model  # noqa: E402
 from ocr_core.engine.program import load_charset, wire_rec_heads  # noqa: E402
 from ocr_core.losses import build_loss  # noqa: E402
@@ -46,35 +44,12 @@ def config_for(config: str, data: Path, out: Path, batch: int, width: int) -> di
     return cfg
 
 
-def load_batches(cfg: dict) -> tuple[list, float]:
-    """All batches of one epoch and the data time per sample (single process)."""
-    _, loader, sampler = build_dataloader(cfg, "Train")
-    sampler.set_epoch(1)
-    t0 = time.perf_counter()
-    batches = list(loader)
-    n = sum(int(b[0].shape[0]) for b in batches)
-    return batches, (time.perf_counter() - t0) / max(1, n)
-
-
 def step_throughput(cfg: dict, batches: list, steps: int, warmup: int, bf16: bool) -> tuple[float, float]:
     torch.manual_seed(0)
     model = build_model(cfg["Architecture"]).train()
-    loss_fn = build_loss(cfg["Loss"])
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=5e-4)
-    times = []
-    for i in range(warmup + steps):
-        batch = batches[i % len(batches)]
-        t0 = time.perf_counter()
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            preds = forward_model(model, batch, "rec", training=True)
-        preds = {k: v.float() for k, v in preds.items()}
-        loss = loss_fn(preds, batch)["loss"]
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if i >= warmup:
-            times.append(time.perf_counter() - t0)
-    med = statistics.median(times)
+    med = median_step_seconds(lambda batch: forward_model(model, batch, "rec", training=True),
+                              build_loss(cfg["Loss"]), opt, batches, steps, warmup, bf16)
     return batches[0][0].shape[0] / med, med
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from kfp import local
+from kfp.dsl.graph_component import GraphComponent
 
 from pipelines.ocr_train_pipeline import ocr_train_pipeline
 
@@ -41,8 +42,10 @@ class StepTimer:
 
 
 def run_local(params: Mapping[str, Any], pipeline_root: str | os.PathLike[str], env: Mapping[str, str] | None = None,
-              enable_caching: bool = False, timer: StepTimer | None = None) -> Any:
-    """Run the pipeline with ``params``; returns kfp.local's result (raises when a task fails)."""
+              enable_caching: bool = False, timer: StepTimer | None = None,
+              pipeline: GraphComponent = ocr_train_pipeline) -> Any:
+    """Run ``pipeline`` (default: the training DAG) with ``params``; returns kfp.local's result
+    (raises when a task fails)."""
     import logging
 
     os.environ.update(env or {})
@@ -61,7 +64,7 @@ def run_local(params: Mapping[str, Any], pipeline_root: str | os.PathLike[str], 
         flt = _Feed()
         logging.getLogger().addFilter(flt)
     try:
-        return ocr_train_pipeline(**dict(params))
+        return pipeline(**dict(params))
     finally:
         if flt is not None:
             logging.getLogger().removeFilter(flt)

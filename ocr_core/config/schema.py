@@ -160,14 +160,9 @@ def _check_arch(arch: Any, where: str) -> None:
     if not isinstance(arch, dict):
         raise ConfigError("expected a mapping", where)
     if arch.get("name") == "DistillationModel" or "Models" in arch:
-        allowed = {"name", "algorithm", "model_type", "Models"}
-        for key in arch:
-            if key not in allowed:
-                raise ConfigError(f"unknown key {key!r} for DistillationModel", f"{where}.{key}")
-        models = arch.get("Models")
-        if not isinstance(models, dict) or not models:
-            raise ConfigError("DistillationModel needs a non-empty 'Models' mapping", f"{where}.Models")
-        for sub_name, sub in models.items():
+        from ocr_core.modeling.architectures.distillation_model import distillation_roles
+
+        for sub_name, sub in distillation_roles(arch, where).items():
             _check_arch(sub, f"{where}.Models.{sub_name}")
         return
     allowed = {"model_type", "algorithm", "Transform", "Backbone", "Neck", "Head", "name",

@@ -126,6 +126,16 @@ def to_model_keys(state: dict[str, torch.Tensor], model: nn.Module) -> dict[str,
     return state
 
 
+def key_list_lines(groups: dict[str, list[str]], limit: int) -> list[str]:
+    """``"  missing: a, b (+3 more)"``: one line per non-empty group, at most ``limit`` keys each."""
+    lines = []
+    for name, keys in groups.items():
+        if keys:
+            more = f" (+{len(keys) - limit} more)" if len(keys) > limit else ""
+            lines.append(f"  {name}: {', '.join(keys[:limit])}{more}")
+    return lines
+
+
 @dataclass
 class LoadReport:
     """What :func:`load_weights` did."""
@@ -140,11 +150,7 @@ class LoadReport:
                 f"unexpected {len(self.unexpected)}, shape-mismatched {len(self.mismatched)}")
 
     def details(self, limit: int = 10) -> str:
-        lines = [self.summary()]
-        for name, keys in (("missing", self.missing), ("unexpected", self.unexpected)):
-            if keys:
-                more = f" (+{len(keys) - limit} more)" if len(keys) > limit else ""
-                lines.append(f"  {name}: {', '.join(keys[:limit])}{more}")
+        lines = [self.summary(), *key_list_lines({"missing": self.missing, "unexpected": self.unexpected}, limit)]
         for k, a, b in self.mismatched[:limit]:
             lines.append(f"  shape mismatch {k}: checkpoint {list(a)} vs model {list(b)}")
         return "\n".join(lines)

@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import copy
 import os
-import time
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from ocr_core.export.paddle_import import PaddleMapReport, map_paddle_state
+from ocr_core.export.paddle_import import PaddleMapReport, map_paddle_state, save_imported
 
 __all__ = ["DEFAULT_CONFIG", "import_openocr", "map_openocr_state", "read_openocr"]
 
@@ -50,9 +49,7 @@ def import_openocr(in_path: str | os.PathLike[str], out_path: str | os.PathLike[
                    config: str | os.PathLike[str] | None = None, overrides: list[str] | None = None,
                    strict: bool = True) -> tuple[Path, PaddleMapReport]:
     """Build the config's model (default ``repvit_db.yml``), load the OpenOCR weights, save a checkpoint."""
-    from ocr_core.config import load_config, public_config, validate_config
-    from ocr_core.engine.checkpoint import file_sha256, save_checkpoint
-    from ocr_core.engine.program import model_type_of
+    from ocr_core.config import load_config, validate_config
     from ocr_core.modeling import build_model
 
     cfg_path = Path(config) if config else DEFAULT_CONFIG
@@ -60,12 +57,5 @@ def import_openocr(in_path: str | os.PathLike[str], out_path: str | os.PathLike[
     model = build_model(copy.deepcopy(cfg["Architecture"]))
     state, report = map_openocr_state(read_openocr(in_path), model, strict=strict)
     model.load_state_dict({k: v for k, v in state.items()}, strict=False)
-    provenance = {"tool": "ocrflow weights import-openocr", "source": str(in_path),
-                  "source_sha256": file_sha256(in_path), "config_source": str(cfg_path),
-                  "matched": len(report.matched), "by_order": len(report.by_order),
-                  "saved_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    ckpt = save_checkpoint(out_path, {
-        "model": model.state_dict(), "architecture": copy.deepcopy(cfg["Architecture"]),
-        "model_type": model_type_of(cfg), "config": public_config(cfg), "charset": None,
-        "epoch": 0, "global_step": 0, "best_metric": {}, "provenance": provenance})
+    ckpt = save_imported(out_path, model, cfg, None, "ocrflow weights import-openocr", in_path, cfg_path, report)
     return ckpt, report

@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ocr_core.engine.checkpoint import CheckpointError
+from ocr_core.engine.checkpoint import CheckpointError, key_list_lines
 
 __all__ = ["PaddleMapReport", "import_paddle", "looks_like_paddle", "map_paddle_state",
            "paddle_to_ours", "read_pdparams"]
@@ -174,11 +174,7 @@ class PaddleMapReport:
                 f"shape-mismatched {len(self.mismatched)}, ignored {len(self.ignored)}")
 
     def details(self, limit: int = 10) -> str:
-        lines = [self.summary()]
-        for name, keys in (("missing", self.missing), ("unexpected", self.unexpected)):
-            if keys:
-                more = f" (+{len(keys) - limit} more)" if len(keys) > limit else ""
-                lines.append(f"  {name}: {', '.join(keys[:limit])}{more}")
+        lines = [self.summary(), *key_list_lines({"missing": self.missing, "unexpected": self.unexpected}, limit)]
         for pk, ok, a, b in self.mismatched[:limit]:
             lines.append(f"  shape mismatch {pk} -> {ok}: paddle {list(a)} vs ours {list(b)}")
         lines += [f"  note: {n}" for n in self.notes]
@@ -346,11 +342,9 @@ def import_paddle(in_path: str | os.PathLike[str], config: str | os.PathLike[str
                   max_missing_ratio: float = 0.05) -> tuple[Path, PaddleMapReport]:
     """``ocrflow weights import-paddle``: build the config's model, map the file, write a checkpoint."""
     import copy
-    import time
 
-    from ocr_core.config import load_config, public_config, validate_config
-    from ocr_core.engine.checkpoint import file_sha256, save_checkpoint
-    from ocr_core.engine.program import load_charset, model_type_of, wire_rec_heads
+    from ocr_core.config import load_config, validate_config
+    from ocr_core.engine.program import load_charset, wire_rec_heads
     from ocr_core.modeling import build_model
 
     cfg = validate_config(load_config(config, overrides))
@@ -361,13 +355,39 @@ def import_paddle(in_path: str | os.PathLike[str], config: str | os.PathLike[str
     state, report = map_paddle_state(read_pdparams(in_path), model, cfg["Architecture"], role=role,
                                      strict=strict, max_missing_ratio=max_missing_ratio)
     model.load_state_dict(state, strict=False)
-    provenance = {"tool": "ocrflow weights import-paddle", "source": str(in_path),
-                  "source_sha256": file_sha256(in_path), "config_source": str(config),
-                  "matched": len(report.matched), "by_order": len(report.by_order),
-                  "missing": report.missing, "unexpected": report.unexpected,
+    ckpt = save_imported(out_path, model, cfg, charset, "ocrflow weights import-paddle", in_path, config, report,
+                         missing=report.missing, unexpected=report.unexpected)
+    return ckpt, report
+
+
+def save_imported(out_path: str | os.PathLike[str], model: nn.Module, cfg: dict[str, Any], charset: list[str] | None,
+                  tool: str, source: str | os.PathLike[str], config_source: str | os.PathLike[str],
+                  report: PaddleMapReport, **extra: Any) -> Path:
+    """Save imported weights as an epoch-0 checkpoint of ``cfg``, with where they came from.
+
+    Args:
+        out_path: Checkpoint to write.
+        model: The model holding the imported weights.
+        cfg: Its validated config.
+        charset: The recognition dictionary (None for detection).
+        tool: The command, recorded in ``provenance``.
+        source: The imported file (hashed into ``provenance``).
+        config_source: The config file it was built from.
+        report: The mapping report (its counts go into ``provenance``).
+        extra: More ``provenance`` fields.
+    """
+    import copy
+    import time
+
+    from ocr_core.config import public_config
+    from ocr_core.engine.checkpoint import file_sha256, save_checkpoint
+    from ocr_core.engine.program import model_type_of
+
+    provenance = {"tool": tool, "source": str(source), "source_sha256": file_sha256(source),
+                  "config_source": str(config_source), "matched": len(report.matched),
+                  "by_order": len(report.by_order), **extra,
                   "saved_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    ckpt = save_checkpoint(out_path, {
+    return save_checkpoint(out_path, {
         "model": model.state_dict(), "architecture": copy.deepcopy(cfg["Architecture"]),
         "model_type": model_type_of(cfg), "config": public_config(cfg), "charset": charset,
         "epoch": 0, "global_step": 0, "best_metric": {}, "provenance": provenance})
-    return ckpt, report

@@ -16,6 +16,7 @@ batch ``[image, label_ctc, length, valid_ratio]`` and the SAR loss ``out["sar"]`
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Literal, Union
 
 import torch.nn.functional as F
@@ -44,8 +45,39 @@ def _head_output(out: Any, head: str, role: str) -> Any:
     return out[head]
 
 
+class _EachRole:
+    """Mixin: the parent loss on every role in ``model_name_list``, keyed ``{name}_{role}_{idx}``.
+
+    A subclass names the MultiHead output it reads (``head``) and the batch entry that holds the
+    other head's label (``other_label``), dropped from the batch with ``multi_head``.
+    """
+
+    head: str
+    other_label: int
+
+    def _init_roles(self, model_name_list: list[str] | None, key: str | None, multi_head: bool,
+                    name: str) -> None:
+        self.model_name_list = _model_names(model_name_list)
+        self.key = key
+        self.multi_head = multi_head
+        self.name = name
+
+    def forward(self, predicts: Any, batch: Sequence[Tensor]) -> dict[str, Tensor]:
+        """``predicts``: role -> that model's output; ``batch`` as the parent loss takes it."""
+        loss_dict: dict[str, Tensor] = {}
+        batch = list(batch)
+        if self.multi_head:
+            batch = batch[:self.other_label] + batch[self.other_label + 1:]
+        for idx, role in enumerate(self.model_name_list):
+            out = _select(predicts[role], self.key)
+            if self.multi_head:
+                out = _head_output(out, self.head, role)
+            loss_dict[f"{self.name}_{role}_{idx}"] = super().forward(out, batch)["loss"]  # type: ignore[misc]
+        return _sum_loss(loss_dict)
+
+
 @LOSSES.register()
-class DistillationCTCLoss(CTCLoss):
+class DistillationCTCLoss(_EachRole, CTCLoss):
     """CTC loss of every model in ``model_name_list``.
 
     Args:
@@ -57,29 +89,16 @@ class DistillationCTCLoss(CTCLoss):
         use_focal_loss: As :class:`CTCLoss`.
     """
 
+    head, other_label = "ctc", 2
+
     def __init__(self, model_name_list: list[str] | None = None, key: str | None = None,
                  multi_head: bool = False, name: str = "loss_ctc", use_focal_loss: bool = False) -> None:
         super().__init__(use_focal_loss=use_focal_loss)
-        self.model_name_list = _model_names(model_name_list)
-        self.key = key
-        self.multi_head = multi_head
-        self.name = name
-
-    def forward(self, predicts: dict, batch: list[Tensor]) -> dict[str, Tensor]:  # type: ignore[override]
-        loss_dict: dict[str, Tensor] = {}
-        batch = list(batch)
-        for idx, role in enumerate(self.model_name_list):
-            out = _select(predicts[role], self.key)
-            if self.multi_head:
-                loss = super().forward(_head_output(out, "ctc", role), batch[:2] + batch[3:])
-            else:
-                loss = super().forward(out, batch)
-            loss_dict[f"{self.name}_{role}_{idx}"] = loss["loss"]
-        return _sum_loss(loss_dict)
+        self._init_roles(model_name_list, key, multi_head, name)
 
 
 @LOSSES.register()
-class DistillationSARLoss(SARLoss):
+class DistillationSARLoss(_EachRole, SARLoss):
     """SAR (GTC) cross-entropy of every model in ``model_name_list``.
 
     Args:
@@ -91,25 +110,12 @@ class DistillationSARLoss(SARLoss):
             PaddleOCR's ``train.py`` does (None: the last class, see :class:`SARLoss`).
     """
 
+    head, other_label = "sar", 1
+
     def __init__(self, model_name_list: list[str] | None = None, key: str | None = None,
                  multi_head: bool = False, name: str = "loss_sar", ignore_index: int | None = None) -> None:
         super().__init__(ignore_index=ignore_index)
-        self.model_name_list = _model_names(model_name_list)
-        self.key = key
-        self.multi_head = multi_head
-        self.name = name
-
-    def forward(self, predicts: dict, batch: list[Tensor]) -> dict[str, Tensor]:  # type: ignore[override]
-        loss_dict: dict[str, Tensor] = {}
-        batch = list(batch)
-        for idx, role in enumerate(self.model_name_list):
-            out = _select(predicts[role], self.key)
-            if self.multi_head:
-                loss = super().forward(_head_output(out, "sar", role), batch[:1] + batch[2:])
-            else:
-                loss = super().forward(out, batch)
-            loss_dict[f"{self.name}_{role}_{idx}"] = loss["loss"]
-        return _sum_loss(loss_dict)
+        self._init_roles(model_name_list, key, multi_head, name)
 
 
 _DISTANCES = {"l1": F.l1_loss, "l2": F.mse_loss, "smooth_l1": F.smooth_l1_loss}

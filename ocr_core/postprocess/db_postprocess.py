@@ -58,17 +58,8 @@ def box_score_fast(pred: np.ndarray, box: np.ndarray) -> float:
 
 def box_score_slow(pred: np.ndarray, contour: np.ndarray) -> float:
     """Mean of ``pred`` inside the filled raw contour (integer points)."""
-    h, w = pred.shape[:2]
-    contour = np.array(contour).reshape(-1, 2).astype(np.int64)
-    xmin = int(np.clip(contour[:, 0].min(), 0, w - 1))
-    xmax = int(np.clip(contour[:, 0].max(), 0, w - 1))
-    ymin = int(np.clip(contour[:, 1].min(), 0, h - 1))
-    ymax = int(np.clip(contour[:, 1].max(), 0, h - 1))
-    mask = np.zeros((ymax - ymin + 1, xmax - xmin + 1), dtype=np.uint8)
-    contour[:, 0] -= xmin
-    contour[:, 1] -= ymin
-    cv2.fillPoly(mask, [contour.reshape(-1, 2).astype(np.int32)], 1)
-    return float(cv2.mean(pred[ymin : ymax + 1, xmin : xmax + 1], mask)[0])
+    # On integer points the fast score's floor/ceil and int32 truncation change nothing.
+    return box_score_fast(pred, np.array(contour).reshape(-1, 2).astype(np.int64))
 
 
 def unclip(box: np.ndarray, unclip_ratio: float) -> list[np.ndarray]:
@@ -94,6 +85,19 @@ def _rescale(box: np.ndarray, width: int, height: int, dest_width: float, dest_h
     x = np.clip(np.round(box[:, 0] / width * np.float64(dest_width)), 0, dest_width)
     y = np.clip(np.round(box[:, 1] / height * np.float64(dest_height)), 0, dest_height)
     return np.stack([x, y], axis=1).astype(np.int32)
+
+
+def _unclipped(points: np.ndarray, unclip_ratio: float) -> tuple[np.ndarray, np.ndarray] | None:
+    """The unclipped region of ``points`` and its min-area box, or None (PaddleOCR drops the
+    candidate) when unclipping gives more or less than one piece or a box thinner than
+    ``MIN_SIZE + 2``."""
+    pieces = unclip(points, unclip_ratio)
+    if len(pieces) != 1:
+        return None
+    box, sside = get_mini_boxes(pieces[0])
+    if sside < MIN_SIZE + 2:
+        return None
+    return pieces[0], box
 
 
 def _find_contours(bitmap: np.ndarray) -> list[np.ndarray]:
@@ -132,13 +136,10 @@ def boxes_from_bitmap(
         score = box_score_fast(pred, points) if score_mode == "fast" else box_score_slow(pred, contour)
         if box_thresh > score:
             continue
-        pieces = unclip(points, unclip_ratio)
-        if len(pieces) != 1:
+        grown = _unclipped(points, unclip_ratio)
+        if grown is None:
             continue
-        box, sside = get_mini_boxes(pieces[0])
-        if sside < MIN_SIZE + 2:
-            continue
-        boxes.append(_rescale(box, width, height, dest_width, dest_height))
+        boxes.append(_rescale(grown[1], width, height, dest_width, dest_height))
         scores.append(score)
     out = np.array(boxes, dtype=np.int32).reshape(-1, 4, 2)
     return out, np.array(scores, dtype=np.float32)
@@ -168,13 +169,10 @@ def polygons_from_bitmap(
         score = box_score_fast(pred, points)
         if box_thresh > score:
             continue
-        pieces = unclip(points, unclip_ratio)
-        if len(pieces) != 1:
+        grown = _unclipped(points, unclip_ratio)
+        if grown is None:
             continue
-        _, sside = get_mini_boxes(pieces[0])
-        if sside < MIN_SIZE + 2:
-            continue
-        boxes.append(_rescale(pieces[0], width, height, dest_width, dest_height))
+        boxes.append(_rescale(grown[0], width, height, dest_width, dest_height))
         scores.append(score)
     return boxes, np.array(scores, dtype=np.float32)
 

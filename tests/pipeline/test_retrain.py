@@ -208,25 +208,14 @@ def local_s3(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
 
 def _run_retrain(raw_uri: str, root: Path, env: dict, steps: dict[str, str]) -> None:
     """Run the retrain pipeline under kfp.local (raises when a task fails); fills ``steps``: task -> status."""
-    import logging
-
     from pipelines.local_run import StepTimer
     from pipelines.retrain_pipeline import run_retrain_local
     from tests.pipeline.tiny import tiny_params
 
     timer = StepTimer()
-
-    class _Feed(logging.Filter):  # kfp.local replaces the root handlers; a root filter stays
-        def filter(self, record: logging.LogRecord) -> bool:
-            timer.feed(record.getMessage())
-            return True
-
-    flt = _Feed()
-    logging.getLogger().addFilter(flt)
     try:
-        run_retrain_local(tiny_params(raw_uri, "s3://ocrflow"), root, env)
+        run_retrain_local(tiny_params(raw_uri, "s3://ocrflow"), root, env, timer=timer)
     finally:
-        logging.getLogger().removeFilter(flt)
         steps.update({k: v["status"] for k, v in timer.steps.items()})
 
 

@@ -20,7 +20,7 @@ from ocr_core.errors import ConfigError
 
 
 class _RecLabelEncoder:
-    """Shared dictionary handling; subclasses define the class list and the padding."""
+    """Shared dictionary handling and output; subclasses define the class list and ``make_label``."""
 
     def __init__(
         self,
@@ -44,8 +44,38 @@ class _RecLabelEncoder:
             return None
         return ids, len(unknown)
 
-    def __call__(self, data: dict[str, Any]) -> Optional[dict[str, Any]]:
+    def make_label(self, ids: list[int]) -> Optional[np.ndarray]:
+        """The padded int64 label of ``ids`` (positions in ``charset.chars``), or None to reject."""
         raise NotImplementedError
+
+    def extra_targets(self, label: np.ndarray) -> dict[str, Any]:
+        """Targets derived from ``label`` beyond ``label`` and ``length`` (none by default)."""
+        return {}
+
+    def framed_label(self, ids: list[int], bos: int, eos: int, pad: int, id_offset: int) -> Optional[np.ndarray]:
+        """``[bos] + (ids + id_offset) + [eos]`` padded with ``pad``; None (reject) when
+        ``len(ids) >= max_text_length - 1``, as PaddleOCR does."""
+        if len(ids) >= self.max_text_len - 1:
+            return None
+        label = np.full(self.max_text_len, pad, dtype=np.int64)
+        label[0] = bos
+        label[1 : len(ids) + 1] = np.asarray(ids, dtype=np.int64) + id_offset
+        label[len(ids) + 1] = eos
+        return label
+
+    def __call__(self, data: dict[str, Any]) -> Optional[dict[str, Any]]:
+        encoded = self.encode(data["label"])
+        if encoded is None:
+            return None
+        ids, n_unknown = encoded
+        label = self.make_label(ids)
+        if label is None:
+            return None
+        data["length"] = np.array(len(ids), dtype=np.int64)
+        data["label"] = label
+        data.update(self.extra_targets(label))
+        data["unknown_chars"] = n_unknown
+        return data
 
 
 @TRANSFORMS.register()
@@ -67,18 +97,13 @@ class CTCLabelEncode(_RecLabelEncoder):
         super().__init__(max_text_length, character_dict_path, use_space_char, lower)
         self.character = self.charset.ctc_classes
 
-    def __call__(self, data: dict[str, Any]) -> Optional[dict[str, Any]]:
-        encoded = self.encode(data["label"])
-        if encoded is None:
-            return None
-        ids, n_unknown = encoded
+    def make_label(self, ids: list[int]) -> Optional[np.ndarray]:
         label = np.zeros(self.max_text_len, dtype=np.int64)
         label[: len(ids)] = np.asarray(ids, dtype=np.int64) + 1
-        data["length"] = np.array(len(ids), dtype=np.int64)
-        data["label"] = label
-        data["label_ace"] = np.bincount(label, minlength=len(self.character)).astype(np.int64)
-        data["unknown_chars"] = n_unknown
-        return data
+        return label
+
+    def extra_targets(self, label: np.ndarray) -> dict[str, Any]:
+        return {"label_ace": np.bincount(label, minlength=len(self.character)).astype(np.int64)}
 
 
 @TRANSFORMS.register()
@@ -103,21 +128,8 @@ class SARLabelEncode(_RecLabelEncoder):
         self.padding_idx = n + 2
         self.character = [*self.charset.chars, "<UKN>", "<BOS/EOS>", "<PAD>"]
 
-    def __call__(self, data: dict[str, Any]) -> Optional[dict[str, Any]]:
-        encoded = self.encode(data["label"])
-        if encoded is None:
-            return None
-        ids, n_unknown = encoded
-        if len(ids) >= self.max_text_len - 1:
-            return None
-        label = np.full(self.max_text_len, self.padding_idx, dtype=np.int64)
-        label[0] = self.start_idx
-        label[1 : len(ids) + 1] = ids
-        label[len(ids) + 1] = self.end_idx
-        data["length"] = np.array(len(ids), dtype=np.int64)
-        data["label"] = label
-        data["unknown_chars"] = n_unknown
-        return data
+    def make_label(self, ids: list[int]) -> Optional[np.ndarray]:
+        return self.framed_label(ids, self.start_idx, self.end_idx, self.padding_idx, id_offset=0)
 
     def get_ignored_tokens(self) -> list[int]:
         return [self.padding_idx]
@@ -137,21 +149,8 @@ class NRTRLabelEncode(_RecLabelEncoder):
         super().__init__(max_text_length, character_dict_path, use_space_char)
         self.character = ["blank", "<unk>", "<s>", "</s>", *self.charset.chars]
 
-    def __call__(self, data: dict[str, Any]) -> Optional[dict[str, Any]]:
-        encoded = self.encode(data["label"])
-        if encoded is None:
-            return None
-        ids, n_unknown = encoded
-        if len(ids) >= self.max_text_len - 1:
-            return None
-        label = np.zeros(self.max_text_len, dtype=np.int64)
-        label[0] = 2
-        label[1 : len(ids) + 1] = np.asarray(ids, dtype=np.int64) + 4
-        label[len(ids) + 1] = 3
-        data["length"] = np.array(len(ids), dtype=np.int64)
-        data["label"] = label
-        data["unknown_chars"] = n_unknown
-        return data
+    def make_label(self, ids: list[int]) -> Optional[np.ndarray]:
+        return self.framed_label(ids, bos=2, eos=3, pad=0, id_offset=4)
 
 
 _GTC_ENCODERS = {"SARLabelEncode": SARLabelEncode, "NRTRLabelEncode": NRTRLabelEncode}

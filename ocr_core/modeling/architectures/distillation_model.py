@@ -16,6 +16,21 @@ __all__ = ["DistillationModel"]
 DISTILL_KEYS = {"name", "algorithm", "model_type", "Models"}
 
 
+def distillation_roles(arch: dict[str, Any], where: str) -> dict[str, Any]:
+    """The ``Models`` mapping (role -> sub-model config) of a DistillationModel section.
+
+    Raises:
+        ConfigError: On a key other than :data:`DISTILL_KEYS` or a missing/empty ``Models``.
+    """
+    for key in arch:
+        if key not in DISTILL_KEYS:
+            raise ConfigError(f"unknown key {key!r} for DistillationModel", f"{where}.{key}")
+    models = arch.get("Models")
+    if not isinstance(models, dict) or not models:
+        raise ConfigError("DistillationModel needs a non-empty 'Models' mapping", f"{where}.Models")
+    return models
+
+
 class DistillationModel(nn.ModuleDict):
     """A :class:`~torch.nn.ModuleDict` of :class:`BaseModel` roles, in ``Models`` order.
 
@@ -42,12 +57,7 @@ class DistillationModel(nn.ModuleDict):
 
     def __init__(self, arch_cfg: dict[str, Any], where: str = "Architecture") -> None:
         super().__init__()
-        for key in arch_cfg:
-            if key not in DISTILL_KEYS:
-                raise ConfigError(f"unknown key {key!r} for DistillationModel", f"{where}.{key}")
-        models = arch_cfg.get("Models")
-        if not isinstance(models, dict) or not models:
-            raise ConfigError("DistillationModel needs a non-empty 'Models' mapping", f"{where}.Models")
+        models = distillation_roles(arch_cfg, where)
         self.model_type: str | None = arch_cfg.get("model_type")
         self.algorithm: str = arch_cfg.get("algorithm") or "Distillation"
         self.frozen_roles: list[str] = []

@@ -7,6 +7,8 @@ PyTorch's ``F.hardsigmoid`` (slope 1/6), so imported Paddle weights behave ident
 
 from __future__ import annotations
 
+from typing import Union
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -14,7 +16,9 @@ from torch import nn
 from ocr_core.errors import ConfigError
 from ocr_core.modeling import BACKBONES
 
-__all__ = ["MobileNetV3", "SEModule", "make_divisible", "paddle_hardsigmoid"]
+__all__ = ["ConvBNAct", "MobileNetV3", "ResidualUnit", "SEModule", "make_divisible", "paddle_hardsigmoid"]
+
+Size = Union[int, tuple[int, int]]  # a conv stride; the rec MobileNetV3 downsamples the height only
 
 # (kernel, expansion, out channels, use SE, activation, stride)
 _LARGE = [
@@ -81,7 +85,7 @@ def init_paddle_default(module: nn.Module) -> None:
 class ConvBNAct(nn.Module):
     """Bias-free conv + BatchNorm + optional activation (``relu`` / ``hardswish`` / None)."""
 
-    def __init__(self, in_ch: int, out_ch: int, kernel_size: int, stride: int = 1, groups: int = 1,
+    def __init__(self, in_ch: int, out_ch: int, kernel_size: int, stride: Size = 1, groups: int = 1,
                  act: str | None = None) -> None:
         super().__init__()
         self.conv = nn.Conv2d(in_ch, out_ch, kernel_size, stride, (kernel_size - 1) // 2,
@@ -127,9 +131,10 @@ class SEModule(nn.Module):
 class ResidualUnit(nn.Module):
     """Inverted residual: 1x1 expand, depthwise kxk (stride), optional SE, 1x1 linear."""
 
-    def __init__(self, in_ch: int, mid_ch: int, out_ch: int, kernel_size: int, stride: int,
+    def __init__(self, in_ch: int, mid_ch: int, out_ch: int, kernel_size: int, stride: Size,
                  use_se: bool, act: str) -> None:
         super().__init__()
+        # As Paddle: a tuple stride (the rec model's), even (1, 1), never takes the shortcut.
         self.use_shortcut = stride == 1 and in_ch == out_ch
         self.expand_conv = ConvBNAct(in_ch, mid_ch, 1, act=act)
         self.bottleneck_conv = ConvBNAct(mid_ch, mid_ch, kernel_size, stride, groups=mid_ch, act=act)

@@ -1,94 +1,33 @@
 """MobileNetV3 for text recognition (PaddleOCR ``rec_mobilenet_v3.py``), the CRNN baseline backbone.
 
-Same residual units as the detection MobileNetV3, but strides that downsample only the height
-after the stem (``(s, 1)``), a final 1x1 conv and a 2x2 max pool, so a ``32x100`` image gives
-``[B, 480, 1, 25]`` at ``large``/``0.5``. PaddleOCR rec configs name it ``MobileNetV3`` under
-``model_type: rec``; the name is taken by the det backbone, so this one is registered as
-``"rec:MobileNetV3"`` and the model builder looks up ``f"{model_type}:{name}"`` first.
+The detection MobileNetV3's blocks (imported from ``det_mobilenet_v3``), but strides that
+downsample only the height after the stem (``(s, 1)``), a final 1x1 conv and a 2x2 max pool, so
+a ``32x100`` image gives ``[B, 480, 1, 25]`` at ``large``/``0.5``. PaddleOCR rec configs name it
+``MobileNetV3`` under ``model_type: rec``; the name is taken by the det backbone, so this one is
+registered as ``"rec:MobileNetV3"`` and the model builder looks up ``f"{model_type}:{name}"``
+first.
 
 The SE gate is Paddle's ``hardsigmoid(slope=0.2, offset=0.5)`` (shared with the det model).
 """
 
 from __future__ import annotations
 
-from typing import Union
-
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ocr_core.errors import ConfigError
 from ocr_core.modeling import BACKBONES
+from ocr_core.modeling.backbones.det_mobilenet_v3 import (
+    SUPPORTED_SCALES,
+    ConvBNAct,
+    ResidualUnit,
+    SEModule,
+    Size,
+    init_paddle_default,
+    make_divisible,
+)
 
-__all__ = ["RecMobileNetV3", "make_divisible"]
-
-_Size = Union[int, tuple[int, int]]
-SUPPORTED_SCALES = (0.35, 0.5, 0.75, 1.0, 1.25)
-
-
-def make_divisible(v: float, divisor: int = 8, min_value: int | None = None) -> int:
-    """Round ``v`` to a multiple of ``divisor`` (>= ``min_value``), never more than 10% below ``v``."""
-    min_value = divisor if min_value is None else min_value
-    new_v = max(min_value, int(v + divisor / 2) // divisor * divisor)
-    if new_v < 0.9 * v:
-        new_v += divisor
-    return new_v
-
-
-class ConvBNAct(nn.Module):
-    """Conv (no bias) -> BatchNorm -> optional relu/hardswish."""
-
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: _Size = 1,
-                 groups: int = 1, act: str | None = None) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride, (kernel_size - 1) // 2,
-                              groups=groups, bias=False)
-        self.bn = nn.BatchNorm2d(out_channels)
-        if act not in (None, "relu", "hardswish"):
-            raise ValueError(f"unsupported activation {act!r}")
-        self.act = act
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.bn(self.conv(x))
-        if self.act == "relu":
-            return F.relu(x)
-        if self.act == "hardswish":
-            return F.hardswish(x)
-        return x
-
-
-class SEModule(nn.Module):
-    """Squeeze-excitation gated by ``clamp(0.2 * x + 0.5, 0, 1)``."""
-
-    def __init__(self, channels: int, reduction: int = 4) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(channels, channels // reduction, 1)
-        self.conv2 = nn.Conv2d(channels // reduction, channels, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        s = self.conv2(F.relu(self.conv1(F.adaptive_avg_pool2d(x, 1))))
-        return x * torch.clamp(0.2 * s + 0.5, 0.0, 1.0)
-
-
-class ResidualUnit(nn.Module):
-    """Inverted residual: 1x1 expand, kxk depthwise, optional SE, 1x1 linear projection."""
-
-    def __init__(self, in_channels: int, mid_channels: int, out_channels: int, kernel_size: int,
-                 stride: _Size, use_se: bool, act: str) -> None:
-        super().__init__()
-        self.if_shortcut = stride == 1 and in_channels == out_channels
-        self.expand_conv = ConvBNAct(in_channels, mid_channels, 1, act=act)
-        self.bottleneck_conv = ConvBNAct(mid_channels, mid_channels, kernel_size, stride,
-                                         groups=mid_channels, act=act)
-        self.mid_se = SEModule(mid_channels) if use_se else None
-        self.linear_conv = ConvBNAct(mid_channels, out_channels, 1)
-
-    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
-        x = self.bottleneck_conv(self.expand_conv(inputs))
-        if self.mid_se is not None:
-            x = self.mid_se(x)
-        x = self.linear_conv(x)
-        return inputs + x if self.if_shortcut else x
+__all__ = ["ConvBNAct", "RecMobileNetV3", "ResidualUnit", "SEModule", "make_divisible"]
 
 
 @BACKBONES.register("rec:MobileNetV3")
@@ -118,7 +57,7 @@ class RecMobileNetV3(nn.Module):
             raise ConfigError(f"scale must be one of {SUPPORTED_SCALES}, got {scale}", "scale")
         # kernel, expansion, out channels, SE, activation, stride
         if model_name == "large":
-            cfg: list[tuple[int, int, int, bool, str, _Size]] = [
+            cfg: list[tuple[int, int, int, bool, str, Size]] = [
                 (3, 16, 16, False, "relu", ls[0]),
                 (3, 64, 24, False, "relu", (ls[1], 1)),
                 (3, 72, 24, False, "relu", 1),
@@ -166,11 +105,7 @@ class RecMobileNetV3(nn.Module):
         self.out_channels = make_divisible(scale * cls_ch_squeeze)
         self.conv2 = ConvBNAct(inplanes, self.out_channels, 1, act="hardswish")
         self.pool = nn.MaxPool2d(kernel_size=2, stride=2, padding=0)
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):  # Paddle's Conv2D default init: N(0, sqrt(2 / fan_in))
-                nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
+        init_paddle_default(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.pool(self.conv2(self.blocks(self.conv1(x))))
