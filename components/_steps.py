@@ -209,6 +209,23 @@ def data_overrides(model_type: str, data_dir: str) -> list[str]:
     return [f"Train.dataset.data_dir={data_dir}/train", f"Eval.dataset.data_dir={data_dir}/test"]
 
 
+def on_staged_data(cfg: dict[str, Any], model_type: str) -> dict[str, Any]:
+    """Make a checkpoint's own config read the staged dataset (after :func:`data_overrides`).
+
+    Staged rec data is LMDB; a model trained elsewhere (the imported off-the-shelf PP-OCRv3 rec,
+    a production model from another pipeline version) may carry a ``SimpleDataSet`` section whose
+    label files do not exist here. Its transforms are kept: they belong to the model.
+    """
+    if model_type != "rec":
+        return cfg
+    for split in ("Train", "Eval"):
+        ds = (cfg.get(split) or {}).get("dataset")
+        if isinstance(ds, dict) and ds.get("name") != "LMDBDataSet":
+            cfg[split]["dataset"] = {"name": "LMDBDataSet", "data_dir": ds.get("data_dir", ""),
+                                     "transforms": ds.get("transforms")}
+    return cfg
+
+
 def evaluate_models(model_type: str, dataset_uri: str, models: Mapping[str, str],
                     overrides: Sequence[str] = ()) -> dict[str, dict[str, float]]:
     """Evaluate each model prefix (label -> URI) on the same Eval set; configs come from the checkpoints."""
@@ -228,6 +245,7 @@ def evaluate_models(model_type: str, dataset_uri: str, models: Mapping[str, str]
         cfg = load_config(None, [*data_overrides(model_type, str(work / "data")), *overrides,
                                  f"Global.checkpoints={ckpt}", f"Global.save_model_dir={work / 'logs'}",
                                  "Global.use_gpu=false"], base=base)
+        on_staged_data(cfg, model_type)
         cfg["Global"].pop("pretrained_model", None)
         out[label] = {k: float(v) for k, v in evaluate_config(cfg).items()}
     shutil.rmtree(work, ignore_errors=True)
@@ -249,6 +267,7 @@ def export_model(model_type: str, model_uri: str, dataset_uri: str, out_uri: str
     base = public_config(load_checkpoint(ckpt)["config"])
     cfg = load_config(None, [*data_overrides(model_type, str(work / "data")), *overrides,
                              f"Global.checkpoints={ckpt}", "Global.use_gpu=false"], base=base)
+    on_staged_data(cfg, model_type)
     cfg["Global"].pop("pretrained_model", None)
     res = export_onnx(cfg, work / "out", checkpoint=str(ckpt))
     rep = check_parity(cfg, res.onnx_path, atol=atol, metric_tol=metric_tol)  # raises ParityError

@@ -104,3 +104,35 @@ def test_publish_and_pointer(tmp_path: Path) -> None:
     ptr = S.publish({p: str(tmp_path / "src" / p) for p in ("det", "rec")}, reg, "m", "v1", {"hmean": 0.5})
     assert S.production_pointer(reg, "m") == ptr
     assert (tmp_path / "reg" / "models" / "m" / "v1" / "rec" / "model.onnx").read_bytes() == b"rec"
+
+
+def test_evaluate_models_puts_foreign_rec_configs_on_the_staged_lmdb(store: tuple[Path, Path],
+                                                                      tmp_path: Path) -> None:
+    """An off-the-shelf rec checkpoint whose own config reads SimpleDataSet label files that do not
+    exist here (as the imported PP-OCRv3 rec does) is evaluated on the staged LMDB test split."""
+    import copy
+
+    from ocr_core.config import load_config, public_config
+    from ocr_core.engine.checkpoint import save_checkpoint
+    from ocr_core.engine.program import load_charset, wire_rec_heads
+    from ocr_core.modeling import build_model
+    from ocr_core.storage.manifest import sync_up
+    from tests.integration.det_fixtures import ROOT
+
+    root, raw = store
+    ds = S.convert_labels(S.ingest(str(raw), str(root)).prefix, str(tmp_path / "d"))
+    lm = S.build_rec_lmdb(ds.prefix, str(tmp_path / "d-lmdb"))
+    cfg = load_config(ROOT / "configs/rec/rec_icdar15_train.yml")
+    assert cfg["Eval"]["dataset"]["name"] == "SimpleDataSet"
+    charset = load_charset(cfg)
+    assert charset is not None
+    wire_rec_heads(cfg, len(charset) + 1)
+    model = build_model(copy.deepcopy(cfg["Architecture"]))
+    save_checkpoint(tmp_path / "ots" / "model.pt", {
+        "model": model.state_dict(), "architecture": cfg["Architecture"], "model_type": "rec",
+        "config": public_config(cfg), "charset": None, "epoch": 0, "global_step": 0})
+    ots = sync_up(tmp_path / "ots", str(tmp_path / "ots-pub"), kind="model", quiet=True,
+                  extra={"checkpoint": "model.pt"})
+    results = S.evaluate_models("rec", lm.prefix, {"off_the_shelf": ots.prefix})
+    assert set(results["off_the_shelf"]) >= {"acc", "norm_edit_dis"}
+    assert 0.0 <= results["off_the_shelf"]["acc"] <= 1.0
