@@ -115,5 +115,6 @@ def ocr_train_pipeline(
     decision = _platform(gate(result=sys_eval.outputs["result"], margin=gate_margin), "gate")
     with dsl.If(decision.outputs["Output"] == True, name="challenger-wins"):  # noqa: E712 - a KFP condition
         _platform(publish(det=det_export.outputs["onnx_model"], rec=rec_export.outputs["onnx_model"],
-                          result=sys_eval.outputs["result"], registry_uri=store_root, model_name=model_name),
+                          result=sys_eval.outputs["result"], raw=ing.outputs["raw"], raw_data_uri=raw_data_uri,
+                          registry_uri=store_root, model_name=model_name),
                   "publish")

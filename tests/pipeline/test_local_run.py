@@ -35,4 +35,9 @@ def test_whole_dag_locally(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
         det = read_manifest(pointer["parts"]["det"]["uri"])
         assert det.extra["parity"]["passed"] and {f.path for f in det.files} >= {"model.onnx", "model.pt"}
         assert "hmean" in pointer["metrics"]
+        # the training DAG records what it trained on: the next check_new_data sees no new data
+        assert pointer["data"] == {"uri": raw_m.prefix, "digest": raw_m.digest()}
+        from components._steps import new_data_decision
+
+        assert new_data_decision(raw_m.digest(), pointer)[0] is False
         assert json.dumps(pointer).count(s3.env["AWS_SECRET_ACCESS_KEY"]) == 0
