@@ -1,4 +1,5 @@
-"""EAST: target maker, loss, locality-aware NMS and post-processing on hand-built inputs."""
+"""EAST: target maker, loss, locality-aware NMS and post-processing on hand-built inputs, and a
+round trip (synthetic scenes -> training targets -> post-processing -> DetMetric) with no model."""
 
 from __future__ import annotations
 
@@ -6,8 +7,11 @@ import numpy as np
 import pytest
 import torch
 
+from ocr_core.data.synth_scenes import render_det_sample
+from ocr_core.data.transforms.det_resize import DetResizeForTest
 from ocr_core.data.transforms.east_process import EASTProcessTrain, generate_quad
 from ocr_core.losses.det_east_loss import EASTLoss
+from ocr_core.metrics.det_metric import DetMetric
 from ocr_core.postprocess.east_postprocess import EASTPostProcess, nms_locality, quad_iou
 
 RECT = np.array([[8, 16], [56, 16], [56, 40], [8, 40]], np.float32)  # 48 x 24, clockwise from top-left
@@ -41,6 +45,21 @@ def test_process_train_outputs_stride4_targets() -> None:
     assert out["image"].shape == (3, 128, 128) and out["image"].dtype == np.float32
     assert out["score_map"].shape == (1, 32, 32) and out["geo_map"].shape == (9, 32, 32)
     assert out["training_mask"].shape == (1, 32, 32) and out["score_map"].max() == 1
+
+
+def test_rotate_ratio_turns_the_random_rotation_off() -> None:
+    img = np.full((120, 160, 3), 200, np.uint8)
+    polys = np.array([[[20, 30], [120, 30], [120, 60], [20, 60]]], np.float32)
+
+    def upright(op: EASTProcessTrain) -> list[bool]:
+        np.random.seed(3)
+        outs = (op({"image": img, "polys": polys.copy(), "ignore_tags": np.array([False])}) for _ in range(40))
+        spans = [np.ptp(np.nonzero(o["score_map"][0]), axis=1) for o in outs if o is not None]
+        return [bool(dx > dy) for dy, dx in spans]
+
+    never = upright(EASTProcessTrain(image_shape=[128, 128], background_ratio=0.0, rotate_ratio=0.0))
+    assert len(never) == 40 and all(never)
+    assert sum(upright(EASTProcessTrain(image_shape=[128, 128], background_ratio=0.0))) < 35  # Paddle's 0.5
 
 
 def _maps(b: int = 1, h: int = 8, w: int = 8) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -115,3 +134,63 @@ def test_postprocess_recovers_rectangles() -> None:
     assert sorted(res2["points"].tolist(), key=lambda p: p[0][1]) == [(q1 * 2).astype(int).tolist(),
                                                                       (q2 * 2).astype(int).tolist()]
     assert len(post({"f_score": score * 0, "f_geo": geo}, shape)[0]["points"]) == 0
+
+
+def _scenes(n: int = 12, size: tuple[int, int] = (300, 200)) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Rendered sign scenes: (BGR image, quads [N,4,2] clockwise from top-left, don't-care tags)."""
+    out = []
+    for i in range(n):
+        img, boxes = render_det_sample(np.random.default_rng([5, i]), "sign", size)
+        quads = np.array([q for q, _, _ in boxes], np.float32).reshape(-1, 4, 2)
+        out.append((img, quads, np.array([dc for _, _, dc in boxes], bool)))
+    return out
+
+
+def _vertex_errors(found: np.ndarray, quads: np.ndarray, tags: np.ndarray) -> list[float]:
+    """Per cared-for quad of at least 8 px: max vertex distance (px) to the closest detection."""
+    errs = []
+    for quad, tag in zip(quads, tags):
+        short = min(np.linalg.norm(quad[0] - quad[3]), np.linalg.norm(quad[0] - quad[1]))
+        if not tag and short >= 8:
+            errs.append(min((float(np.abs(f - quad).max()) for f in found), default=np.inf))
+    return errs
+
+
+def test_round_trip_training_targets_decode_to_the_ground_truth() -> None:
+    """The stride-4 ``score_map``/``geo_map`` that EASTProcessTrain trains on, fed back as the
+    head's output, decode to the ground truth at source scale: hmean 1.0, every vertex within 1 px
+    (the int cast of the decoded quad, as PaddleOCR's). 12 scenes, 48 quads; the longer side is
+    resized 300 -> 256, then padded to a square."""
+    op = EASTProcessTrain(image_shape=[256, 256], min_text_size=1)
+    post, metric, errs = EASTPostProcess(), DetMetric(), []
+    for img, quads, tags in _scenes():
+        h, w = img.shape[:2]
+        polys, kept = op.check_and_validate_polys(quads, tags, h, w)
+        image, score, geo, _ = op.make_targets(img, polys, kept)
+        assert image.shape == (3, 256, 256) and score.shape == (1, 64, 64) and geo.shape == (9, 64, 64)
+        ratio = 256 / max(h, w)
+        result = post({"f_score": score[None], "f_geo": geo[None, :8]}, np.array([[h, w, ratio, ratio]]))
+        metric(result, [None, None, [quads], [tags]])
+        errs += _vertex_errors(result[0]["points"], quads, tags)
+    assert metric.get_metric()["hmean"] == pytest.approx(1.0)
+    assert len(errs) > 20 and max(errs) <= 1.0
+
+
+def test_round_trip_through_the_eval_resize() -> None:
+    """Targets built at DetResizeForTest's size (300x200 -> 256x160: ratio_w 0.853, ratio_h 0.8) in
+    the export form ``[B, 9, h, w]`` decode back to source scale through ``shape_list``: hmean 1.0,
+    every vertex of the 35 cared-for quads of 8 px or more within 1 px."""
+    resize = DetResizeForTest(limit_side_len=256, limit_type="max")
+    post, metric, errs = EASTPostProcess(), DetMetric(), []
+    for img, quads, tags in _scenes():
+        data = resize({"image": img})
+        shape = data["shape"]
+        rh, rw = data["image"].shape[:2]
+        assert (rh, rw) == (160, 256) and shape[2] != shape[3]
+        score, geo, _ = generate_quad((rh, rw), quads * shape[[3, 2]], tags, min_text_size=1)
+        maps = np.concatenate([score[None, None, ::4, ::4], geo.transpose(2, 0, 1)[None, :8, ::4, ::4]], axis=1)
+        result = post(maps.astype(np.float32), shape[None])
+        metric(result, [None, None, [quads], [tags]])
+        errs += _vertex_errors(result[0]["points"], quads, tags)
+    assert metric.get_metric()["hmean"] == pytest.approx(1.0)
+    assert len(errs) > 20 and max(errs) <= 1.0
