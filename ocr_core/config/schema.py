@@ -101,6 +101,10 @@ class LRConfig:
     gamma: float | None = None
     end_lr: float = 0.0
     power: float = 1.0
+    # the global batch (images per optimizer step) the rates above are meant for; when set, every
+    # rate (learning_rate, values, end_lr) scales linearly with the run's global batch
+    # (batch_size_per_card x world_size x Global.grad_accum_steps). None: used as written.
+    reference_batch_size: int | None = None
 
 
 @dataclass

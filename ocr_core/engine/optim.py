@@ -6,6 +6,9 @@
   ``T_max = epochs * steps_per_epoch`` in a linear warm-up of ``round(warmup_epoch * steps)``
   iterations from 0, and the cosine is evaluated at ``step - warmup_steps`` (so, as in
   PaddleOCR, it never quite reaches 0).
+* ``Optimizer.lr.reference_batch_size: R`` scales every rate linearly by ``global_batch / R``
+  (the fine-tune guide's rule: det 1e-3 is for 8 GPUs x 8 = 64 images per step, so one GPU x 8
+  trains at 1e-4). Off unless set, so PaddleOCR configs load unchanged.
 * A module may set ``weight_decay_override`` (float) to give its own parameters a different
   L2 factor (PaddleOCR's per-layer ``L2Decay``: 0 for the rec backbone's BN, ``fc_decay`` for
   the CTC head).
@@ -13,6 +16,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import math
 from collections.abc import Callable
 from typing import Any
@@ -22,6 +27,8 @@ from torch import nn
 
 from ocr_core.config.schema import LRConfig, OptimizerConfig, RegularizerConfig, check_dataclass
 from ocr_core.errors import ConfigError
+
+log = logging.getLogger("ocrflow")
 
 
 def _param_groups(model: nn.Module, default_decay: float) -> list[dict[str, Any]]:
@@ -42,11 +49,47 @@ def _param_groups(model: nn.Module, default_decay: float) -> list[dict[str, Any]
     return [{"params": ps, "weight_decay": wd} for wd, ps in groups.items()]
 
 
-def build_optimizer(opt_cfg: dict[str, Any] | None, model: nn.Module, epochs: int,
-                    steps_per_epoch: int) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
-    """Build ``(optimizer, per-iteration scheduler)`` from an ``Optimizer`` section."""
+def scale_lr(lr: LRConfig, global_batch: int | None) -> tuple[LRConfig, str | None]:
+    """``lr`` with every rate scaled by ``global_batch / lr.reference_batch_size``, and a log line.
+
+    Returns ``(lr, None)`` unchanged when no reference batch is set. ``global_batch`` is the number
+    of images per optimizer step: batch_size_per_card x world_size x grad_accum_steps.
+    """
+    ref = lr.reference_batch_size
+    if ref is None:
+        return lr, None
+    if ref <= 0:
+        raise ConfigError(f"must be a positive number of images, got {ref}", "Optimizer.lr.reference_batch_size")
+    if not global_batch or global_batch <= 0:
+        raise ConfigError("reference_batch_size needs the run's global batch (batch_size_per_card x world "
+                          "size x grad_accum_steps)", "Optimizer.lr.reference_batch_size")
+    k = global_batch / ref
+    scaled = dataclasses.replace(lr, learning_rate=lr.learning_rate * k, end_lr=lr.end_lr * k,
+                                 values=[v * k for v in lr.values] if lr.values else lr.values)
+    if lr.name == "Piecewise" and lr.values:
+        old = "[" + ", ".join(f"{v:g}" for v in lr.values) + "]"
+        new = "[" + ", ".join(f"{v:.3g}" for v in scaled.values or []) + "]"
+    else:
+        old, new = f"{lr.learning_rate:g}", f"{scaled.learning_rate:.3g}"
+    return scaled, f"lr {new} = {old} x {global_batch}/{ref} (global batch / Optimizer.lr.reference_batch_size)"
+
+
+def build_optimizer(opt_cfg: dict[str, Any] | None, model: nn.Module, epochs: int, steps_per_epoch: int,
+                    global_batch: int | None = None,
+                    ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
+    """Build ``(optimizer, per-iteration scheduler)`` from an ``Optimizer`` section.
+
+    Args:
+        opt_cfg: The ``Optimizer`` section.
+        model: Its trainable parameters are optimised (grouped by weight decay).
+        epochs: ``Global.epoch_num`` (schedule length).
+        steps_per_epoch: Optimizer steps per epoch.
+        global_batch: Images per optimizer step; needed when ``lr.reference_batch_size`` is set.
+    """
     opt = check_dataclass(OptimizerConfig, opt_cfg or {}, "Optimizer")
-    lr_cfg = check_dataclass(LRConfig, opt.lr or {}, "Optimizer.lr")
+    lr_cfg, note = scale_lr(check_dataclass(LRConfig, opt.lr or {}, "Optimizer.lr"), global_batch)
+    if note:
+        log.info("%s", note)
     reg = check_dataclass(RegularizerConfig, opt.regularizer or {}, "Optimizer.regularizer")
     if reg.name not in ("L2", "L1"):
         raise ConfigError(f"unsupported regularizer {reg.name!r} (L2)", "Optimizer.regularizer.name")

@@ -409,7 +409,9 @@ def _train(run: Run) -> dict[str, Any]:
 
     run.loss_fn = build_loss(run.cfg["Loss"])
     steps = -(-len(run.train_loader) // max(1, g.grad_accum_steps))
-    run.optimizer, run.scheduler = build_optimizer(run.cfg.get("Optimizer"), run.model, g.epoch_num, steps)
+    global_batch = global_batch_size(run.cfg, run.dist.world_size, g.grad_accum_steps)
+    run.optimizer, run.scheduler = build_optimizer(run.cfg.get("Optimizer"), run.model, g.epoch_num, steps,
+                                                   global_batch=global_batch)
     clip = check_dataclass(OptimizerConfig, run.cfg.get("Optimizer") or {}, "Optimizer").clip_norm
     if g.use_amp and run.amp_dtype == torch.float16 and run.dist.device.type == "cuda":
         run.scaler = torch.amp.GradScaler("cuda", init_scale=g.scale_loss,
@@ -421,9 +423,9 @@ def _train(run: Run) -> dict[str, Any]:
         run.model = nn.parallel.DistributedDataParallel(
             run.model, device_ids=[run.dist.device.index] if run.dist.device.type == "cuda" else None,
             find_unused_parameters=_has_unused(run))
-    log.info("training %s: %d epochs x %d steps, batch %d/rank, world %d, device %s, amp %s",
+    log.info("training %s: %d epochs x %d steps, batch %d/rank, world %d, global batch %d, device %s, amp %s",
              run.model_type, g.epoch_num, steps, run.cfg["Train"]["loader"].get("batch_size_per_card", 1),
-             run.dist.world_size, run.dist.device, g.use_amp)
+             run.dist.world_size, global_batch, run.dist.device, g.use_amp)
     run.telemetry = TrainingMetrics.for_run(run)  # serves /metrics when a port is configured
     last_eval_step = -1
     stop = False
@@ -470,6 +472,12 @@ def _train(run: Run) -> dict[str, Any]:
     log.info("done: global_step %d, best %s", run.state.global_step, run.state.best_metric)
     return {"global_step": run.state.global_step, "epoch": run.state.epoch, "best_metric": run.state.best_metric,
             "last_epoch": epoch_logs, "history": run.history, "save_dir": str(run.save_dir)}
+
+
+def global_batch_size(cfg: dict[str, Any], world_size: int, grad_accum_steps: int = 1) -> int:
+    """Images per optimizer step: ``batch_size_per_card x world_size x grad_accum_steps``."""
+    per_card = int(((cfg.get("Train") or {}).get("loader") or {}).get("batch_size_per_card", 1))
+    return per_card * max(1, world_size) * max(1, grad_accum_steps)
 
 
 def _has_unused(run: Run) -> bool:

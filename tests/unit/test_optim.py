@@ -81,3 +81,49 @@ def test_module_weight_decay_override_and_frozen_params() -> None:
 def test_unsupported_optimizer_names_key() -> None:
     with pytest.raises(ConfigError, match="Optimizer.name"):
         build_optimizer({"name": "Lion"}, nn.Linear(1, 1), 1, 1)
+
+
+# --- learning rate that follows the global batch (Optimizer.lr.reference_batch_size)
+@pytest.mark.parametrize(("per_card", "world", "accum", "expected"), [
+    (8, 1, 1, 1.25e-4),     # 1 CPU/GPU x 8 images: the guide's "about 1e-4"
+    (8, 8, 1, 1e-3),        # 8 GPUs x 8 = 64: the reference itself
+    (4, 4 * 2, 1, 5e-4),    # 2 nodes x 4 GPUs x 4 images = 32
+    (4, 1, 4, 2.5e-4),      # 1 GPU x 4 images x 4 accumulated batches = 16
+    (16, 2, 2, 1e-3),       # 2 ranks x 16 x 2 accumulation = 64
+])
+def test_lr_scales_with_global_batch(per_card: int, world: int, accum: int, expected: float) -> None:
+    from ocr_core.engine.program import global_batch_size
+
+    cfg = {"Train": {"loader": {"batch_size_per_card": per_card}}}
+    gb = global_batch_size(cfg, world, accum)
+    assert gb == per_card * world * accum
+    opt_cfg = {"name": "Adam", "lr": {"name": "Cosine", "learning_rate": 1e-3, "warmup_epoch": 1,
+                                      "reference_batch_size": 64}}
+    opt, sched = build_optimizer(opt_cfg, nn.Linear(2, 1), epochs=2, steps_per_epoch=4, global_batch=gb)
+    lrs = []
+    for _ in range(8):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    # warm-up from 0 to the scaled rate over 4 steps, then the scaled cosine
+    fn = lr_lambda(LRConfig(name="Cosine", learning_rate=expected, warmup_epoch=1), 2, 4)
+    assert lrs == pytest.approx([fn(i) for i in range(8)])
+    assert lrs[4] == pytest.approx(expected)
+
+
+def test_lr_scaling_piecewise_values_and_log_line() -> None:
+    from ocr_core.engine.optim import scale_lr
+
+    lr = LRConfig(name="Piecewise", decay_epochs=[700, 800], values=[1e-3, 1e-4, 1e-5], warmup_epoch=5,
+                  reference_batch_size=1024)
+    scaled, note = scale_lr(lr, 128)
+    assert scaled.values == pytest.approx([1.25e-4, 1.25e-5, 1.25e-6])
+    assert note is not None and "128/1024" in note and "[0.001, 0.0001, 1e-05]" in note
+    plain, none = scale_lr(LRConfig(learning_rate=1e-3), 128)
+    assert none is None and plain.learning_rate == 1e-3  # off unless set: PaddleOCR configs unchanged
+    _, det_note = scale_lr(LRConfig(name="Cosine", learning_rate=1e-3, reference_batch_size=64), 8)
+    assert det_note is not None and det_note.startswith("lr 0.000125 = 0.001 x 8/64")
+    with pytest.raises(ConfigError, match="reference_batch_size"):
+        scale_lr(LRConfig(reference_batch_size=0), 8)
+    with pytest.raises(ConfigError, match="reference_batch_size"):
+        scale_lr(LRConfig(reference_batch_size=64), None)
