@@ -24,6 +24,8 @@ VERBS: dict[str, tuple[str, str]] = {
     "convert-labels": ("convert_labels", "Convert ICDAR2015 ground truth to PaddleOCR label files and back."),
     "validate-data": ("validate_data", "Check det/rec label files and images; print statistics."),
     "build-lmdb": ("build_lmdb", "Build a recognition LMDB (deep-text-recognition-benchmark layout)."),
+    "crop-words": ("crop_words", "Crop the words of ICDAR detection gt into word images + an ICDAR rec gt.txt."),
+    "split-icdar": ("split_icdar", "Split ICDAR images + gt into the pipeline's raw layout (seeded, reproducible)."),
     "train": ("train", "Train a model from a PaddleOCR-style config (-c file -o Section.key=value)."),
     "eval": ("evaluate", "Evaluate a checkpoint on the Eval dataset of a config."),
     "infer": ("infer", "Run a checkpoint on images; write JSON results and visualizations."),
