@@ -189,13 +189,75 @@ def load_weights(model: nn.Module, state: dict[str, torch.Tensor], strict: bool 
     return report
 
 
+def training_only_prefixes(model: nn.Module) -> list[str]:
+    """State-dict prefixes of submodules that inference never runs (a module's ``training_only``
+    names: the DB threshold branch, the SAR branch of a MultiHead)."""
+    out = []
+    for name, module in model.named_modules():
+        for sub in getattr(module, "training_only", ()):
+            out.append(f"{name}.{sub}." if name else f"{sub}.")
+    return out
+
+
+def _prefix_counts(keys: list[str], depth: int = 2) -> str:
+    counts: dict[str, int] = {}
+    for k in keys:
+        p = ".".join(k.split(".")[:depth])
+        counts[p] = counts.get(p, 0) + 1
+    return ", ".join(f"{p} ({n})" for p, n in counts.items())
+
+
+def describe_checkpoint(ck: dict[str, Any]) -> str:
+    """``model_type rec, algorithm SVTR_LCNet, head CTCHead`` from a checkpoint's own architecture."""
+    arch = ck.get("architecture") or (ck.get("config") or {}).get("Architecture") or {}
+    if not arch:
+        return "no architecture recorded (a bare state dict)"
+    if "Models" in arch:
+        return "a distillation model with roles " + ", ".join(arch["Models"])
+    parts = " + ".join(str((arch.get(s) or {}).get("name")) for s in ("Backbone", "Neck", "Head") if arch.get(s))
+    return (f"model_type {arch.get('model_type', ck.get('model_type', '?'))}, algorithm "
+            f"{arch.get('algorithm', '?')}, {parts or 'no modules recorded'}")
+
+
+def require_inference_weights(report: LoadReport, model: nn.Module, ck: dict[str, Any], source: str,
+                              config_arch: dict[str, Any] | None = None) -> None:
+    """Eval/infer/export: every tensor inference uses must have come from the checkpoint.
+
+    Tensors of training-only submodules (``training_only_prefixes``) may stay unset.
+
+    Raises:
+        CheckpointError: naming the missing prefixes and what the checkpoint holds.
+    """
+    skip = tuple(training_only_prefixes(model))
+    missing = [k for k in report.missing if not k.startswith(skip)]
+    n_shape = sum(1 for k, _, _ in report.mismatched if not k.startswith(skip))
+    if not missing:
+        return
+    built = ""
+    if config_arch:
+        built = "; the config builds " + describe_checkpoint({"architecture": config_arch})
+    shape = f", {n_shape} of them with another shape in the checkpoint" if n_shape else ""
+    raise CheckpointError(
+        f"{source} leaves {len(missing)} model tensor(s) unloaded{shape}: {_prefix_counts(missing)}; the checkpoint "
+        f"holds {describe_checkpoint(ck)}{built} (unexpected in the checkpoint: "
+        f"{_prefix_counts(report.unexpected) or 'none'}). Use the checkpoint's own config (its `config` entry) "
+        "or a config with the same architecture")
+
+
+def log_partial_load(report: LoadReport, source: str) -> None:
+    """Training: a complete load at INFO; a partial one (missing/unexpected/mismatched) at WARNING."""
+    if report.missing or report.unexpected or report.mismatched:
+        log.warning("pretrained weights from %s loaded partially (Global.pretrained_strict=true makes this "
+                    "an error): %s", source, report.details())
+    else:
+        log.info("pretrained weights from %s: %s", source, report.summary())
+
+
 def load_pretrained(model: nn.Module, path: str | os.PathLike[str], strict: bool = False,
                     max_missing_ratio: float = 0.5) -> LoadReport:
     """Fine-tune entry: load weights only (no optimizer, epoch restarts) and log the report."""
     ckpt = load_checkpoint(path)
     report = load_weights(model, to_model_keys(ckpt["model"], model), strict=strict,
                           max_missing_ratio=max_missing_ratio, source=str(path))
-    log.info("pretrained weights from %s: %s", path, report.summary())
-    if report.missing or report.unexpected or report.mismatched:
-        log.info("%s", report.details())
+    log_partial_load(report, str(path))
     return report

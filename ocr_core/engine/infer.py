@@ -129,8 +129,10 @@ def infer_config(cfg: dict[str, Any], image_path: str | None, out_dir: str | Non
         raise ConfigError("set Global.pretrained_model (or Global.checkpoints) to the model to run",
                           "Global.pretrained_model")
     ck = ckpt_mod.load_checkpoint(src, map_location=run.dist.device)
-    ckpt_mod.load_weights(unwrap(run.model), adapt_pretrained_state(run, ck), strict=False,
-                          max_missing_ratio=run.g.pretrained_max_missing_ratio, source=src)
+    report = ckpt_mod.load_weights(unwrap(run.model), adapt_pretrained_state(run, ck), strict=False,
+                                   max_missing_ratio=1.0, source=src)
+    log.info("loaded %s: %s", src, report.summary())
+    ckpt_mod.require_inference_weights(report, unwrap(run.model), ck, src, run.cfg["Architecture"])
     target = image_path or run.g.infer_img
     if not target:
         raise ConfigError("give --image or set Global.infer_img", "Global.infer_img")

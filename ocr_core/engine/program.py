@@ -26,6 +26,7 @@ from ocr_core.engine import checkpoint as ckpt_mod
 from ocr_core.engine.distributed import (
     DistInfo,
     all_gather_object,
+    all_reduce_sum,
     barrier,
     cleanup,
     init_distributed,
@@ -267,6 +268,29 @@ def _multihead_to_ctc(state: dict[str, torch.Tensor], own: dict[str, Any]) -> di
     return out
 
 
+def _ctc_to_multihead(state: dict[str, torch.Tensor], own: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """Load a Neck + CTCHead checkpoint (the official PP-OCRv3 rec) into a MultiHead model's CTC branch.
+
+    The SAR branch is training-only: it stays freshly initialised (logged) and inference never uses it.
+    """
+    if not any(k.startswith("head.ctc_encoder.") for k in own) or any(k.startswith("head.ctc_") for k in state):
+        return state
+    if not any(k.startswith("neck.") for k in state):
+        return state
+    out: dict[str, torch.Tensor] = {}
+    for k, v in state.items():
+        if k.startswith("neck."):
+            out["head.ctc_encoder." + k[len("neck."):]] = v
+        elif k.startswith("head."):
+            out["head.ctc_head." + k[len("head."):]] = v
+        else:
+            out[k] = v
+    n_sar = sum(1 for k in own if k.startswith("head.sar_head.") and not k.endswith("num_batches_tracked"))
+    log.info("checkpoint has a Neck + CTCHead: it loads into the MultiHead's CTC branch; the SAR branch "
+             "(%d tensors, training only) starts fresh", n_sar)
+    return out
+
+
 def adapt_pretrained_state(run: Run, ck: dict[str, Any]) -> dict[str, torch.Tensor]:
     """Weights of a pretrained checkpoint fitted to this run's rec dictionary.
 
@@ -276,7 +300,8 @@ def adapt_pretrained_state(run: Run, ck: dict[str, Any]) -> dict[str, torch.Tens
     state = dict(ck["model"])
     if run.charset is None:
         return state
-    state = _multihead_to_ctc(state, unwrap(run.model).state_dict())
+    own = unwrap(run.model).state_dict()
+    state = _ctc_to_multihead(_multihead_to_ctc(state, own), own)
     ck_chars = ck.get("charset")
     if ck_chars is None or list(ck_chars) == list(run.charset):
         return state
@@ -322,9 +347,7 @@ def load_for_run(run: Run) -> None:
         report = ckpt_mod.load_weights(model, adapt_pretrained_state(run, ck), strict=g.pretrained_strict,
                                        max_missing_ratio=g.pretrained_max_missing_ratio,
                                        source=g.pretrained_model)
-        log.info("pretrained weights from %s: %s", g.pretrained_model, report.summary())
-        if report.missing or report.unexpected or report.mismatched:
-            log.info("%s", report.details())
+        ckpt_mod.log_partial_load(report, g.pretrained_model)
     else:
         log.info("training from scratch")
 
@@ -429,13 +452,16 @@ def _train(run: Run) -> dict[str, Any]:
     run.telemetry = TrainingMetrics.for_run(run)  # serves /metrics when a port is configured
     last_eval_step = -1
     stop = False
+    out_of_time = _time_budget(g.max_train_seconds, run.dist)
 
     def after_step(state: StepState, logs: dict[str, float]) -> bool:
-        nonlocal last_eval_step
+        nonlocal last_eval_step, stop
         if run.eval_loader is not None and _eval_due(g, state.global_step):
             run_eval_and_track(run)
             last_eval_step = state.global_step
-        return g.max_steps is not None and state.global_step >= g.max_steps
+        if out_of_time():
+            stop = True
+        return stop or (g.max_steps is not None and state.global_step >= g.max_steps)
 
     epoch_logs: dict[str, float] = {}
     for epoch in range(run.state.epoch, g.epoch_num + 1):
@@ -453,7 +479,7 @@ def _train(run: Run) -> dict[str, Any]:
             max_steps=g.max_steps, after_step=after_step, metrics_sink=run.telemetry.on_step,
             freeze_bn=g.freeze_bn)
         run.telemetry.on_epoch_end(epoch_logs)
-        stop = g.max_steps is not None and run.state.global_step >= g.max_steps
+        stop = stop or (g.max_steps is not None and run.state.global_step >= g.max_steps)
         if run.eval_loader is not None and g.eval_batch_epoch and epoch % g.eval_batch_epoch == 0 \
                 and last_eval_step != run.state.global_step:
             run_eval_and_track(run)
@@ -472,6 +498,26 @@ def _train(run: Run) -> dict[str, Any]:
     log.info("done: global_step %d, best %s", run.state.global_step, run.state.best_metric)
     return {"global_step": run.state.global_step, "epoch": run.state.epoch, "best_metric": run.state.best_metric,
             "last_epoch": epoch_logs, "history": run.history, "save_dir": str(run.save_dir)}
+
+
+def _time_budget(limit_s: float | None, dist_info: DistInfo) -> Any:
+    """``() -> bool``: True once training ran ``limit_s`` seconds (every rank agrees on the same step)."""
+    if limit_s is None:
+        return lambda: False
+    t0 = time.monotonic()
+    said = False
+
+    def over() -> bool:
+        nonlocal said
+        flag = float(time.monotonic() - t0 > limit_s)
+        if dist_info.enabled:  # one rank's clock must not leave the others waiting in a collective
+            flag = all_reduce_sum({"over": flag}, dist_info.device)["over"]
+        if flag and not said:
+            said = True
+            log.warning("Global.max_train_seconds=%g reached: stopping at this step", limit_s)
+        return bool(flag)
+
+    return over
 
 
 def global_batch_size(cfg: dict[str, Any], world_size: int, grad_accum_steps: int = 1) -> int:
@@ -497,10 +543,11 @@ def evaluate_config(cfg: dict[str, Any]) -> dict[str, float]:
             raise ConfigError("set Global.checkpoints (or Global.pretrained_model) to the model to evaluate",
                               "Global.checkpoints")
         ck = ckpt_mod.load_checkpoint(src, map_location=run.dist.device)
+        # every tensor inference uses must load (require_inference_weights names what is missing)
         report = ckpt_mod.load_weights(unwrap(run.model), adapt_pretrained_state(run, ck),
-                                       strict=run.g.pretrained_strict or bool(run.g.checkpoints),
-                                       max_missing_ratio=run.g.pretrained_max_missing_ratio, source=src)
+                                       strict=run.g.pretrained_strict, max_missing_ratio=1.0, source=src)
         log.info("loaded %s: %s", src, report.summary())
+        ckpt_mod.require_inference_weights(report, unwrap(run.model), ck, src, run.cfg["Architecture"])
         metrics = evaluate(run.model, run.eval_loader, run.post_process, run.metric, device=run.dist.device,
                            model_type=run.model_type, amp=run.g.use_amp, amp_dtype=run.amp_dtype,
                            channels_last=run.g.channels_last, show_progress=run.dist.is_main)

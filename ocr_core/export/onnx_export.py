@@ -130,7 +130,12 @@ def load_export_model(cfg: dict[str, Any], checkpoint: Optional[str] = None,
     sha = ""
     if checkpoint:
         state = _strip_role(ck["model"], role)
-        report = ckpt_mod.load_weights(model, state, strict=True, source=str(checkpoint))
+        report = ckpt_mod.load_weights(model, state, max_missing_ratio=1.0, source=str(checkpoint))
+        ckpt_mod.require_inference_weights(report, model, ck, str(checkpoint), arch)
+        if report.unexpected:
+            raise ckpt_mod.CheckpointError(
+                f"{checkpoint} holds {len(report.unexpected)} tensor(s) the exported model does not have: "
+                f"{', '.join(report.unexpected[:5])}; the checkpoint holds {ckpt_mod.describe_checkpoint(ck)}")
         log.info("export: loaded %s (%s)", checkpoint, report.summary())
         sha = ckpt_mod.file_sha256(ckpt_mod.resolve_path(checkpoint))
     else:

@@ -64,6 +64,9 @@ class DBHead(nn.Module):
         fix_nan: Zero NaNs in the intermediate features during training.
     """
 
+    # submodules that inference never runs (weight loading for eval/infer/export may leave them unset)
+    training_only = ("thresh",)
+
     def __init__(self, in_channels: int, k: int = 50, kernel_list: list[int] | None = None,
                  fix_nan: bool = False) -> None:
         super().__init__()

@@ -51,6 +51,8 @@ class MultiHead(nn.Module):
         out_channels: Alternative to ``out_channels_list``: the CTC class count ``n``.
     """
 
+    training_only = ("sar_head",)  # the SAR branch is dropped at inference
+
     def __init__(self, in_channels: int, out_channels_list: dict | None = None,
                  head_list: list | None = None, out_channels: int | None = None) -> None:
         super().__init__()
