@@ -63,6 +63,9 @@ class GlobalConfig:
     channels_last: bool = False
     grad_accum_steps: int = 1  # optimizer step every N batches (DDP all-reduces once per step)
     max_steps: int | None = None  # stop after this many iterations (smoke runs, benchmarks)
+    # stop at the first step boundary after this much training wall time (budgeted runs); the run then
+    # evaluates and saves as at its end. All ranks stop at the same step.
+    max_train_seconds: float | None = None
     metrics_port: int | None = None  # /metrics port (env OCRFLOW_METRICS_PORT); None = off
     eval_visualize: int = 8  # det/rec eval pictures kept per evaluation in <save_model_dir>/eval_vis; 0 = off
     model_name: str | None = None

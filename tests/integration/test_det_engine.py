@@ -191,3 +191,17 @@ def test_ddp_resume_with_random_augmentation_equals_straight_run(tiny_det: tuple
     assert a["global_step"] == b["global_step"] == 4
     for k, v in a["model"].items():
         assert torch.equal(v, b["model"][k]), k
+
+
+def test_max_train_seconds_stops_at_a_step_then_evaluates_and_saves(tiny_det: tuple[Path, Path],
+                                                                     tmp_path: Path) -> None:
+    """A time budget of 0 s stops after the first step of a 3-epoch run; the end-of-run evaluation and
+    ``latest`` still happen (a budgeted run keeps what it trained)."""
+    train_dir, eval_dir = tiny_det
+    cfg = det_config(train_dir, eval_dir, tmp_path / "t", "Global.max_train_seconds=0",
+                     "Train.loader.batch_size_per_card=4", crop=64, epochs=3)
+    out = train(cfg)
+    assert out["global_step"] == 1 and out["epoch"] == 1
+    assert [h["global_step"] for h in out["history"]] == [1] and "hmean" in out["history"][0]
+    assert load_checkpoint(tmp_path / "t" / "latest.pt")["global_step"] == 1
+    assert "max_train_seconds=0 reached" in (tmp_path / "t" / "train.log").read_text(encoding="utf-8")
