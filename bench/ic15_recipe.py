@@ -157,7 +157,17 @@ def run_model(kind: str, args: argparse.Namespace, labels: Path, data_dir: str, 
     res["fine_tuned"] = {k: float(v) for k, v in final.items() if isinstance(v, (int, float)) and k not in
                          ("epoch", "global_step", "best_epoch", "best_step")}
     res["best_during_training"] = {k: v for k, v in summary["best_metric"].items() if isinstance(v, (int, float))}
+    res["weights"] = str(plain_weights(out / f"{kind}_ft" / "latest.pt", out / f"ppocrv3_{kind}_ic15.pt"))
     return res
+
+
+def plain_weights(src: Path, dst: Path) -> Path:
+    """The final model as a weights-only checkpoint (no optimizer state): small enough to copy back."""
+    from ocr_core.engine.checkpoint import load_checkpoint, save_checkpoint
+
+    ck = load_checkpoint(src)
+    keep = ("model", "architecture", "model_type", "config", "charset", "epoch", "global_step", "best_metric")
+    return save_checkpoint(dst, {k: ck[k] for k in keep if k in ck} | {"provenance": {"source": str(src)}})
 
 
 # ---------------------------------------------------------------------------------- report

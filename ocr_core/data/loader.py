@@ -197,6 +197,10 @@ def seed_worker(worker_id: int) -> None:
     s = torch.initial_seed() % (2**32)
     np.random.seed(s)
     random.seed(s)
+    # one OpenCV thread per worker: N workers x (all cores) threads oversubscribe the CPU
+    import cv2
+
+    cv2.setNumThreads(1)
 
 
 def set_loader_epoch(loader: DataLoader, epoch: int) -> None:

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -38,6 +39,8 @@ def test_recipe_dry_run(tmp_path: Path) -> None:
         r = res[kind]
         assert 0.0 <= r["off_the_shelf"][metric] <= 1.0 and 0.0 <= r["fine_tuned"][metric] <= 1.0
         assert r["global_step"] >= 1 and r["curve"] and r["epochs"] == 1
+        weights = torch.load(r["weights"], weights_only=True)  # the final model, without optimizer state
+        assert "optimizer" not in weights and weights["global_step"] == r["global_step"]
     assert res["data"]["rec_test_words"] >= 1 and (out / "rec" / "test" / "gt.txt").is_file()
     table = (out / "results.md").read_text(encoding="utf-8")
     assert "| PP-OCRv3 det | hmean |" in table and "| PP-OCRv3 rec | acc |" in table
