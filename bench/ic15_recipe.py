@@ -12,8 +12,9 @@ are cut from the det ground truth when ``RAW/rec`` is absent. The script
    model (word accuracy, case-insensitive alphanumeric: ``RecMetric.is_filter``) on the held-out split;
 2. fine-tunes each with the shipped configs (``ch_PP-OCRv3_det_finetune.yml``,
    ``ch_PP-OCRv3_rec_finetune.yml``: the fine-tune guide's optimizers, the learning rate scaled to
-   the global batch) within a wall-clock budget: a short data-loader probe sizes the epoch count
-   so the schedule ends inside the budget, and ``Global.max_train_seconds`` is the hard stop;
+   the global batch) within a wall-clock budget: the measured per-sample data cost sizes the epoch
+   count so the schedule ends inside the budget (on a GPU the loader is the bottleneck; on a CPU pass
+   ``--det-epochs``/``--rec-epochs``), and ``Global.max_train_seconds`` is the hard stop;
 3. reports the final model (not the best evaluation: no selection on the held-out split) and the
    curve, and writes ``results.json`` + ``results.md`` under ``--out``.
 
@@ -80,24 +81,28 @@ def prepare_labels(raw: Path, out: Path, limit: int | None = None) -> dict[str, 
     return info
 
 
-def probe_ips(cfg: dict[str, Any], batches: int) -> float:
-    """Samples/s of the Train loader alone (its workers warmed up by a first batch)."""
+def probe_ips(cfg: dict[str, Any], samples: int, workers: int) -> float:
+    """Expected Train-loader samples/s: the per-sample transform cost measured in this process, times the
+    workers, times 0.5.
+
+    The 0.5 is what the first GPU run showed: 15 workers building whole batches of 64 delivered about
+    half their summed rate (each epoch of 13 batches is one wave of workers, with a bubble at every
+    epoch boundary). Timing the loader itself measured its prefetched first wave and overestimated
+    7x (953 vs 130 samples/s), which sized a 90-epoch schedule that stopped in epoch 7.
+    """
     from ocr_core.data.loader import build_dataloader
 
-    _, loader, sampler = build_dataloader(cfg, "Train")
-    sampler.set_epoch(1)
-    it = iter(loader)
-    if next(it, None) is None:
-        raise SystemExit("the training set yields no batch (batch size larger than the set with drop_last?)")
-    t0, n = time.perf_counter(), 0
-    for _ in range(batches):
-        try:
-            n += int(next(it)[0].shape[0])
-        except StopIteration:
-            break
-    ips = n / max(1e-9, time.perf_counter() - t0)
-    del it, loader
-    return ips
+    dataset, _, _ = build_dataloader({**cfg, "Train": {**cfg["Train"], "loader": {
+        **cfg["Train"].get("loader", {}), "num_workers": 0}}}, "Train")
+    n = len(dataset)
+    for i in range(min(2, n)):  # warm-up: imports, first decode
+        dataset[i]
+    k = max(1, min(samples, n))
+    t0 = time.perf_counter()
+    for i in range(k):
+        dataset[(i * 7919) % n]
+    per = (time.perf_counter() - t0) / k
+    return max(1, workers) / max(1e-9, per) * (0.5 if workers > 1 else 1.0)
 
 
 # ------------------------------------------------------------------------------- one model
@@ -135,7 +140,7 @@ def run_model(kind: str, args: argparse.Namespace, labels: Path, data_dir: str, 
 
     n_train = sum(1 for _ in open(labels / f"{kind}_train.txt", encoding="utf-8"))
     probe_cfg = load_config(str(config), common)
-    ips = probe_ips(probe_cfg, args.probe_batches)
+    ips = probe_ips(probe_cfg, args.probe_samples, args.workers)
     epochs = args.det_epochs if kind == "det" else args.rec_epochs
     if not epochs:  # size the schedule to the budget (the loader is the bottleneck on a GPU; 0.8 margin)
         epochs = max(2, int(seconds * ips * 0.8 / max(1, n_train)))
@@ -213,10 +218,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rec-batch", type=int, default=256)
     ap.add_argument("--det-crop", type=int, default=640)
     ap.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 1))
-    ap.add_argument("--probe-batches", type=int, default=6)
+    ap.add_argument("--probe-samples", type=int, default=24, help="samples timed to size the schedule")
     ap.add_argument("--dry-run", action="store_true", help="a few images and steps: exercise every path")
     args = ap.parse_args(argv)
+    import cv2
     import torch
+
+    # OpenCV's thread pool does not survive fork: a DataLoader worker forked after the main process
+    # used it (the word crops, eval pictures) hangs in its first resize. Keep the main process serial.
+    cv2.setNumThreads(0)
 
     args.device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if args.device == "cuda":
@@ -224,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     if args.dry_run:
-        args.det_batch, args.rec_batch, args.det_crop, args.probe_batches = 2, 2, 96, 1
+        args.det_batch, args.rec_batch, args.det_crop, args.probe_samples = 2, 2, 96, 2
         args.det_epochs, args.rec_epochs = args.det_epochs or 1, args.rec_epochs or 1
     t0 = time.perf_counter()
     results: dict[str, Any] = {"environment": environment(args.device), "args": vars(args)}

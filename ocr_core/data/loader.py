@@ -168,6 +168,13 @@ def build_dataloader(
         sampler = EpochSampler(dataset, shuffle=loader_cfg.shuffle, seed=seed, rank=rank, world_size=world)
 
     workers = loader_cfg.num_workers
+    if workers > 0:
+        # OpenCV's thread pool does not survive fork: workers forked after the main process ran a
+        # parallel cv2 call (word crops, post-processing, eval pictures) hung in their first resize
+        # on a 16-core GPU machine. The main process stays serial in OpenCV (as mmcv does).
+        import cv2
+
+        cv2.setNumThreads(0)
     persistent = loader_cfg.persistent_workers and workers > 0
     if persistent and getattr(dataset, "need_reset", False):
         # worker copies of the dataset would keep the first epoch's ratio_list subset

@@ -195,3 +195,26 @@ def test_no_usable_lines_is_a_data_error(data):
     (data / "E.txt").write_text("no tab\n", encoding="utf-8")
     with pytest.raises(DataError, match="no usable lines"):
         SimpleDataSet(data_dir=str(data / "data"), label_file_list=str(data / "E.txt"))
+
+
+def test_worker_loader_keeps_opencv_serial_in_the_main_process(data):
+    """Workers forked after the main process used OpenCV's thread pool hung (16-core GPU machine): with
+    workers, the main process is switched to serial OpenCV before any fork, and workers run serial too."""
+    import cv2
+
+    cfg = {"Global": {"seed": 1}, "Train": {
+        "dataset": {"name": "SimpleDataSet", "data_dir": str(data / "data"), "label_file_list": [str(data / "A.txt")],
+                    "transforms": [{"DecodeImage": {"img_mode": "BGR"}}, {"ToCHWImage": None},
+                                   {"KeepKeys": {"keep_keys": ["image"]}}]},
+        "loader": {"batch_size_per_card": 2, "num_workers": 0}}}
+    before = cv2.getNumThreads()
+    try:
+        cv2.setNumThreads(2)
+        build_dataloader(cfg, "Train")
+        assert cv2.getNumThreads() == 2  # no workers: left alone
+        cfg["Train"]["loader"]["num_workers"] = 1
+        _, loader, _ = build_dataloader(cfg, "Train")
+        assert cv2.getNumThreads() == 0
+        assert len(list(loader)) >= 1  # and the worker loads
+    finally:
+        cv2.setNumThreads(before)
