@@ -26,7 +26,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ocr_core.errors import DataError
+from ocr_core.errors import ConfigError, DataError
 from ocr_core.storage.client import open_store
 from ocr_core.storage.manifest import Manifest, is_published, read_manifest, sync_down, sync_up
 from ocr_core.storage.uri import StorageError, join_uri, parse_uri
@@ -37,6 +37,7 @@ SPLITS = ("train", "test")
 DET_LABEL = "det/{split}_label.txt"
 REC_LABEL = "rec/{split}_label.txt"
 POINTER = "production"
+DET_RECIPES = ("finetune", "cml")  # the training DAG's det_recipe values (pipelines/ocr_train_pipeline.py)
 
 
 # ------------------------------------------------------------------------------------ helpers
@@ -90,6 +91,21 @@ def fetch_checkpoint(model_uri: str, dest: Path) -> Path:
     """Download a model prefix and return the local path of its checkpoint."""
     m = sync_down(model_uri, dest, quiet=True)
     return dest / str(m.extra.get("checkpoint") or "model.pt")
+
+
+def check_det_recipe(det_recipe: str, det_teacher_init_uri: str = "") -> None:
+    """Fail fast on a detection recipe the DAG cannot run (before any data is moved or trained).
+
+    ``cml`` trains a DML teacher first; it needs weights to start from (``det_teacher_init_uri``):
+    an extracted DML teacher, an official distillation checkpoint or ImageNet backbones.
+    """
+    if det_recipe not in DET_RECIPES:
+        raise ConfigError(f"det_recipe must be one of {', '.join(DET_RECIPES)}, got {det_recipe!r}")
+    if det_recipe == "cml" and not det_teacher_init_uri:
+        raise ConfigError("det_recipe=cml needs det_teacher_init_uri: a model prefix (model.pt) that initialises "
+                          "the DML teacher's roles (an extracted DML teacher, the official distillation weights "
+                          "converted with `ocrflow weights import-paddle`, or ImageNet backbones); "
+                          "or use det_recipe=finetune")
 
 
 # ------------------------------------------------------------------------------- data steps
@@ -226,6 +242,12 @@ def on_staged_data(cfg: dict[str, Any], model_type: str) -> dict[str, Any]:
     return cfg
 
 
+# Eval/export steps evaluate several models (or eager, then ONNX) in one process: DataLoader workers
+# forked after the first evaluation started OpenCV's thread pool can hang in cv2 calls (a fork after
+# threads). Workers 0 by default here; ``*_eval_overrides`` may set ``Eval.loader.num_workers`` back.
+EVAL_LOADER = ["Eval.loader.num_workers=0"]
+
+
 def evaluate_models(model_type: str, dataset_uri: str, models: Mapping[str, str],
                     overrides: Sequence[str] = ()) -> dict[str, dict[str, float]]:
     """Evaluate each model prefix (label -> URI) on the same Eval set; configs come from the checkpoints."""
@@ -242,7 +264,7 @@ def evaluate_models(model_type: str, dataset_uri: str, models: Mapping[str, str]
             continue
         ckpt = fetch_checkpoint(uri, work / label)
         base = public_config(load_checkpoint(ckpt)["config"])
-        cfg = load_config(None, [*data_overrides(model_type, str(work / "data")), *overrides,
+        cfg = load_config(None, [*data_overrides(model_type, str(work / "data")), *EVAL_LOADER, *overrides,
                                  f"Global.checkpoints={ckpt}", f"Global.save_model_dir={work / 'logs'}",
                                  "Global.use_gpu=false"], base=base)
         on_staged_data(cfg, model_type)
@@ -265,7 +287,7 @@ def export_model(model_type: str, model_uri: str, dataset_uri: str, out_uri: str
     sync_down(dataset_uri, work / "data", quiet=True)
     ckpt = fetch_checkpoint(model_uri, work / "ckpt")
     base = public_config(load_checkpoint(ckpt)["config"])
-    cfg = load_config(None, [*data_overrides(model_type, str(work / "data")), *overrides,
+    cfg = load_config(None, [*data_overrides(model_type, str(work / "data")), *EVAL_LOADER, *overrides,
                              f"Global.checkpoints={ckpt}", "Global.use_gpu=false"], base=base)
     on_staged_data(cfg, model_type)
     cfg["Global"].pop("pretrained_model", None)
@@ -281,6 +303,26 @@ def export_model(model_type: str, model_uri: str, dataset_uri: str, out_uri: str
     return m
 
 
+def export_start_model(model_type: str, start_uri: str, dataset_uri: str, store_root: str,
+                       overrides: Sequence[str] = (), atol: float = 1e-3) -> Manifest | None:
+    """The start model (``det_pretrained_uri`` / ``rec_pretrained_uri``) through :func:`export_model`.
+
+    The gate's champion when nothing is in production is the model the run started from, so it is
+    exported and system-evaluated by the same code as the candidate. The output prefix is
+    content-keyed (start model, dataset, eval overrides, tolerance): a re-run reuses it.
+    None when there is no start model (training from scratch).
+    """
+    if not start_uri:
+        return None
+    key = content_key("start-export", model_type, read_manifest(start_uri).digest(), read_manifest(dataset_uri).digest(),
+                      sorted(overrides), atol)
+    out_uri = join_uri(store_root, "runs", key[:16], f"start_{model_type}-onnx")
+    if is_published(out_uri):
+        log.info("start %s: reusing the export at %s", model_type, out_uri)
+        return read_manifest(out_uri)
+    return export_model(model_type, start_uri, dataset_uri, out_uri, overrides, atol=atol)
+
+
 # ------------------------------------------------------------------------- gate and publish
 def production_pointer(registry_uri: str, name: str) -> dict[str, Any] | None:
     """The ``models/<name>/production`` pointer object, or None when nothing is in production."""
@@ -292,15 +334,6 @@ def production_pointer(registry_uri: str, name: str) -> dict[str, Any] | None:
         if exc.code in ("NoSuchKey", "NotFound", "NoSuchBucket"):
             return None
         raise
-
-
-def gate_decision(new: float, champion: float | None, margin: float = 0.0) -> tuple[bool, str]:
-    """Champion/challenger: publish when there is no champion or ``new >= champion + margin``."""
-    if champion is None:
-        return True, f"no production model: publish (challenger {new:.4f})"
-    if new >= champion + margin:
-        return True, f"challenger {new:.4f} >= champion {champion:.4f} + margin {margin:g}: publish"
-    return False, f"challenger {new:.4f} < champion {champion:.4f} + margin {margin:g}: keep the champion"
 
 
 def publish(models: Mapping[str, str], registry_uri: str, name: str, version: str,

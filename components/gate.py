@@ -1,20 +1,32 @@
-"""Component ``gate``: champion/challenger on the system eval's end-to-end hmean."""
+"""Component ``gate``: champion/challenger on the system eval's end-to-end hmean (``components/_gate.py``)."""
 
 from kfp import dsl
-from kfp.dsl import Artifact, Input, Metrics, Output
+from kfp.dsl import Artifact, Input, Markdown, Metrics, Output
 
 from components.launcher.pytorchjob import DEFAULT_IMAGE
 
 
 @dsl.component(base_image=DEFAULT_IMAGE, install_kfp_package=False)
-def gate(result: Input[Artifact], margin: float, decision: Output[Metrics]) -> bool:
-    """True when there is no production model or the candidate beats it by ``margin``."""
-    from components._kfp_io import read_info
-    from components._steps import gate_decision
+def gate(result: Input[Artifact], margin: float, decision: Output[Metrics], report: Output[Markdown]) -> bool:
+    """True when the candidate beats the champion (production, else the start model) by ``margin``.
 
-    res = read_info(result)["results"]
-    champion = res["production"]["hmean"] if res.get("production") else None
-    publish, why = gate_decision(res["candidate"]["hmean"], champion, margin)
-    decision.log_metric("publish", float(publish))
-    print(why)
-    return publish
+    Metrics: ``candidate_hmean``, ``champion_hmean``, ``margin`` (candidate - champion),
+    ``required_margin``, ``publish`` (0/1) and ``champion`` (production | start | none).
+    """
+    from components._gate import decide, decision_markdown
+    from components._kfp_io import read_info
+
+    res = read_info(result)
+    d = decide(res["results"], margin)
+    decision.log_metric("candidate_hmean", d.candidate_hmean)
+    if d.champion_hmean is not None:
+        decision.log_metric("champion_hmean", d.champion_hmean)
+        decision.log_metric("margin", float(d.margin or 0.0))
+    decision.log_metric("required_margin", float(margin))
+    decision.log_metric("publish", float(d.publish))
+    decision.metadata["champion"] = d.champion
+    decision.metadata["reason"] = d.reason
+    with open(report.path, "w", encoding="utf-8") as fh:
+        fh.write(decision_markdown(d, res))
+    print(d.reason)
+    return d.publish

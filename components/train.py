@@ -1,7 +1,9 @@
-"""Component ``train``: one training step (teacher DML, student CML, rec) through a launcher.
+"""Component ``train``: one training step (det fine-tune, DML teacher, CML student, rec) through a launcher.
 
 ``launcher``: ``local`` (worker processes on loopback with the PyTorchJob env contract),
 ``kubernetes`` (a PyTorchJob: Master + ``workers - 1`` Workers), ``inprocess`` (tests).
+Overrides apply in order: staging (data, init, teacher), ``recipe_overrides`` (the DAG's own
+settings for a recipe), ``overrides``, ``extra_overrides`` (the user's; the last one wins).
 """
 
 from kfp import dsl
@@ -11,19 +13,25 @@ from components.launcher.pytorchjob import DEFAULT_IMAGE
 
 
 @dsl.component(base_image=DEFAULT_IMAGE, install_kfp_package=False)
-def train(model_type: str, config: str, overrides: list, extra_overrides: list, data: Input[Dataset], step: str, store_root: str, launcher: str,
-          workers: int, gpus: int, epochs: int, model: Output[Model], metrics: Output[Metrics],
-          teacher: Input[Model] = None, init_uri: str = "", init_keys: list = [],  # noqa: B006 - KFP defaults are literals
-          teacher_key: str = "", s3_secret: str = "", namespace: str = "default"):
-    """Train ``config`` on the staged dataset; the output is the final checkpoint's manifest."""
+def train(model_type: str, config: str, overrides: list, extra_overrides: list, data: Input[Dataset], step: str,
+          store_root: str, launcher: str, workers: int, gpus: int, epochs: int, model: Output[Model],
+          metrics: Output[Metrics], teacher: Input[Model] = None, init_uri: str = "",
+          init_keys: list = [], recipe_overrides: list = [],  # noqa: B006 - KFP defaults are literals
+          teacher_key: str = "", s3_secret: str = "", namespace: str = "default") -> str:
+    """Train ``config`` on the staged dataset; the output is the final checkpoint's manifest.
+
+    Returns the model prefix URI (``dsl.OneOf`` joins the detection recipes' models by it).
+    """
     from components import _train
     from components._kfp_io import log_metrics, read_info, write_info
 
     stage, extra = _train.stage_plan(model_type, read_info(data)["uri"], init_uri, init_keys,
                                      read_info(teacher)["uri"] if teacher is not None else "", teacher_key)
-    result = _train.train(config, [*extra, *overrides, *extra_overrides], stage, store_root, step, launcher=launcher,
-                          workers=workers, gpus=gpus, epochs=epochs, namespace=namespace, secret=s3_secret)
+    result = _train.train(config, [*extra, *recipe_overrides, *overrides, *extra_overrides], stage, store_root, step,
+                          launcher=launcher, workers=workers, gpus=gpus, epochs=epochs, namespace=namespace,
+                          secret=s3_secret)
     info = write_info(model, result)
     log_metrics(metrics, info["extra"].get("best_metric") or {})
     log_metrics(metrics, {"global_step": info["extra"].get("global_step") or 0})
     print(f"{step}: {info['uri']} best {info['extra'].get('best_metric')}")
+    return info["uri"]

@@ -15,16 +15,21 @@ from typing import Any
 from kfp import local
 from kfp.dsl.graph_component import GraphComponent
 
-from pipelines.ocr_train_pipeline import ocr_train_pipeline
+from pipelines.ocr_train_pipeline import check_arguments, ocr_train_pipeline
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 # kfp.local logs "Executing task 'x'" / "Task 'x' finished with status SUCCESS"
 _START = re.compile(r"Executing task '([^']+)'")
 _END = re.compile(r"Task '([^']+)' finished with status (\w+)")
+_SKIP = re.compile(r"Skipping conditional task (\S+)")  # a dsl.If/Else branch whose condition is false
 
 
 class StepTimer:
-    """Collects per-task status and wall time from kfp.local's log lines (a ``logging`` handler)."""
+    """Collects per-task status and wall time from kfp.local's log lines (a ``logging`` handler).
+
+    A condition branch that did not run is recorded as ``SKIPPED`` under its task name
+    (``condition-3``; :func:`display_names` maps it to the branch's name, e.g. ``det-cml``).
+    """
 
     def __init__(self) -> None:
         self.started: dict[str, float] = {}
@@ -39,15 +44,18 @@ class StepTimer:
         elif m := _END.search(line):
             t0 = self.started.get(m.group(1), now)
             self.steps[m.group(1)] = {"status": m.group(2), "seconds": round(now - t0, 1)}
+        elif m := _SKIP.search(line):
+            self.steps[m.group(1)] = {"status": "SKIPPED", "seconds": None}
 
 
 def run_local(params: Mapping[str, Any], pipeline_root: str | os.PathLike[str], env: Mapping[str, str] | None = None,
               enable_caching: bool = False, timer: StepTimer | None = None,
               pipeline: GraphComponent = ocr_train_pipeline) -> Any:
     """Run ``pipeline`` (default: the training DAG) with ``params``; returns kfp.local's result
-    (raises when a task fails)."""
+    (raises when a task fails; ``ConfigError`` before starting on arguments the DAG cannot run)."""
     import logging
 
+    check_arguments(params)
     os.environ.update(env or {})
     root = Path(pipeline_root).resolve()
     root.mkdir(parents=True, exist_ok=True)
@@ -55,23 +63,30 @@ def run_local(params: Mapping[str, Any], pipeline_root: str | os.PathLike[str], 
                enable_caching=enable_caching)
     # kfp.local replaces the root logger's handlers during a run; a filter on the root logger stays
     flt = None
+    root_logger = logging.getLogger()
+    level = root_logger.level
     if timer is not None:
+        feed = timer.feed
+
         class _Feed(logging.Filter):
             def filter(self, record: logging.LogRecord) -> bool:
-                timer.feed(record.getMessage())
+                feed(record.getMessage())
                 return True
 
         flt = _Feed()
-        logging.getLogger().addFilter(flt)
+        root_logger.addFilter(flt)
+        # kfp.local logs a skipped condition branch at INFO outside its own logging context
+        root_logger.setLevel(min(level or logging.WARNING, logging.INFO))
     try:
         return pipeline(**dict(params))
     finally:
         if flt is not None:
-            logging.getLogger().removeFilter(flt)
+            root_logger.removeFilter(flt)
+            root_logger.setLevel(level)
 
 
-def display_names() -> dict[str, str]:
-    """Task name (``train-2``) -> display name (``train det teacher (DML)``), from the compiled spec."""
+def display_names(pipeline: GraphComponent = ocr_train_pipeline) -> dict[str, str]:
+    """Task name (``train-2``) -> display name (``fine-tune det``), from the compiled spec (sub-DAGs too)."""
     out: dict[str, str] = {}
 
     def walk(dag: Any) -> None:
@@ -82,6 +97,6 @@ def display_names() -> dict[str, str]:
                 for name, task in comp.dag.tasks.items():
                     out.setdefault(name, task.task_info.name or name)
 
-    spec = ocr_train_pipeline.pipeline_spec
+    spec = pipeline.pipeline_spec
     walk(spec.root.dag)
     return out

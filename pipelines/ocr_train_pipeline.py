@@ -1,25 +1,36 @@
 """The OCRFlow training DAG (docs/pipeline.md; shape from ARCHITECTURE.md "The DAG").
 
-    ingest -> convert_labels -> validate_data -+-> build_lmdb -> train rec -> eval rec -> export rec -+
-                                               +-> train teacher (DML) -> extract teacher             |
-                                                   -> train student (CML) -> extract student          |
-                                                   -> eval det (vs off-the-shelf, production) -> export det
-                                                                                                      v
-                                             system_eval (det+rec end to end) -> gate -> [if] publish
+    ingest -> convert_labels -> validate_data -+-> build_lmdb -> train rec -> eval rec -> export rec ---+
+                                               +-> export start det / start rec (the run's start models)|
+                                               +-> [det_recipe == finetune] fine-tune det               |
+                                                   [else: cml] train teacher (DML) -> extract teacher   |
+                                                               -> train student (CML) -> extract student|
+                                                   -> det model (dsl.OneOf of the two) -> eval det -> export det
+                                                                                                        v
+                        system_eval (det+rec end to end: candidate, start, production) -> gate -> [if] publish
 
 Steps exchange manifest artifacts (URI + sha256 digest); data and checkpoints stay in object
 storage under ``store_root``. Each producing step writes to a content-derived prefix (raw digest,
 config hash + overrides + input digests), so a re-run with the same inputs reuses finished work.
+The gate's champion is the production model, else the start model (``det_pretrained_uri`` +
+``rec_pretrained_uri``, exported and system-evaluated like the candidate): a run never publishes
+a model worse than the one it started from.
 Credentials: env only (kfp-kubernetes secret/config map on a cluster, the runner's env locally).
 """
 
 
+import inspect
+from collections.abc import Mapping
+from typing import Any
+
 from kfp import dsl, kubernetes
 
+from components.adopt_model import adopt_model
 from components.build_lmdb import build_lmdb
 from components.convert_labels import convert_labels
 from components.evaluate import evaluate
 from components.export import export
+from components.export_start import export_start
 from components.extract import extract
 from components.gate import gate
 from components.ingest import ingest
@@ -33,7 +44,25 @@ OBJECT_STORE_SECRET = "ocrflow-objectstore"  # manifests/base/objectstore-secret
 OBJECT_STORE_CONFIG = "ocrflow-objectstore-config"  # optional: key ``endpoint`` -> OCRFLOW_S3_ENDPOINT
 SECRET_ENV = {"accesskey": "AWS_ACCESS_KEY_ID", "secretkey": "AWS_SECRET_ACCESS_KEY"}
 DET_STUDENT_INIT_KEYS = ["Architecture.Models.Student.pretrained", "Architecture.Models.Student2.pretrained"]
+# the DML config's two models are its roles Student and Student2 (both become teachers); both start from
+# det_teacher_init_uri, as PaddleOCR starts both from the ImageNet ResNet50_vd weights
+DET_TEACHER_INIT_KEYS = ["Architecture.Models.Student.pretrained", "Architecture.Models.Student2.pretrained"]
+# PaddleOCR's DML/CML configs (kept unchanged) give lr 1e-3 for 8 GPUs x 8 images: scale it with the global batch
+DISTILL_RECIPE_OVERRIDES = ["Optimizer.lr.reference_batch_size=64"]
 DATA_RETRIES = 2
+
+
+def check_arguments(params: Mapping[str, Any]) -> None:
+    """Reject run arguments the DAG cannot run, before anything starts (``ConfigError`` naming the
+    parameter). The first step (``ingest``) checks the same on a cluster."""
+    from components._steps import check_det_recipe
+
+    defaults = inspect.signature(ocr_train_pipeline.pipeline_func).parameters
+
+    def value(name: str) -> Any:
+        return params.get(name, defaults[name].default)
+
+    check_det_recipe(value("det_recipe"), value("det_teacher_init_uri"))
 
 
 def _platform(task: dsl.PipelineTask, display: str) -> dsl.PipelineTask:
@@ -45,12 +74,15 @@ def _platform(task: dsl.PipelineTask, display: str) -> dsl.PipelineTask:
     return task
 
 
-@dsl.pipeline(name=PIPELINE_NAME, description="PP-OCRv3 det (DML teacher -> CML student) + rec training, "
-              "evaluation, ONNX export with parity gate, champion/challenger publish.")
+@dsl.pipeline(name=PIPELINE_NAME, description="PP-OCRv3 det (fine-tune, or DML teacher -> CML student) + rec "
+              "training, evaluation, ONNX export with parity gate, champion/challenger publish (the champion: "
+              "production, else the start model).")
 def ocr_train_pipeline(
     raw_data_uri: str,
     store_root: str = "s3://ocrflow",
     model_name: str = "ppocrv3",
+    det_recipe: str = "finetune",
+    det_config: str = "configs/det/ch_PP-OCRv3/ch_PP-OCRv3_det_finetune.yml",
     det_teacher_config: str = "configs/det/ch_PP-OCRv3/ch_PP-OCRv3_det_dml.yml",
     det_student_config: str = "configs/det/ch_PP-OCRv3/ch_PP-OCRv3_det_cml.yml",
     rec_config: str = "pipelines/configs/ch_PP-OCRv3_rec_ctc_lmdb.yml",
@@ -62,6 +94,7 @@ def ocr_train_pipeline(
     rec_eval_overrides: list = [],  # noqa: B006
     det_pretrained_uri: str = "",
     rec_pretrained_uri: str = "",
+    det_teacher_init_uri: str = "",
     epochs: int = 0,
     workers: int = 1,
     gpus: int = 0,
@@ -70,7 +103,8 @@ def ocr_train_pipeline(
     parity_atol: float = 1e-3,
     gate_margin: float = 0.0,
 ):
-    ing = _platform(ingest(raw_uri=raw_data_uri, store_root=store_root), "ingest")
+    ing = _platform(ingest(raw_uri=raw_data_uri, store_root=store_root, det_recipe=det_recipe,
+                           det_teacher_init_uri=det_teacher_init_uri), "ingest")
     conv = _platform(convert_labels(raw=ing.outputs["raw"], store_root=store_root), "convert labels")
     val = _platform(validate_data(dataset=conv.outputs["dataset"], max_error_ratio=max_error_ratio),
                     "validate data")
@@ -92,24 +126,46 @@ def ocr_train_pipeline(
     rec_export = _platform(export(model_type="rec", model=rec_train.outputs["model"], data=lmdb.outputs["lmdb"],
                                   overrides=rec_eval_overrides, atol=parity_atol), "export rec").after(rec_eval)
 
-    # --- detection branch: DML teacher -> extract -> CML student -> extract
-    teacher = _platform(train(model_type="det", config=det_teacher_config, overrides=det_overrides,
-                              extra_overrides=teacher_overrides, data=dataset, step="det_teacher",
-                              **common), "train det teacher (DML)").after(val)
-    teacher_x = _platform(extract(model=teacher.outputs["model"], role="Student"), "extract teacher")
-    student = _platform(train(model_type="det", config=det_student_config, overrides=det_overrides,
-                              extra_overrides=student_overrides, data=dataset, step="det_student",
-                              teacher=teacher_x.outputs["plain"], init_uri=det_pretrained_uri,
-                              init_keys=DET_STUDENT_INIT_KEYS, **common), "train det student (CML)")
-    student_x = _platform(extract(model=student.outputs["model"], role="Student"), "extract student")
-    det_eval = _platform(evaluate(model_type="det", model=student_x.outputs["plain"], data=dataset,
+    # --- the start models (the gate's champion when nothing is in production), exported like the candidates
+    start_det = _platform(export_start(model_type="det", start_uri=det_pretrained_uri, data=dataset,
+                                       overrides=det_eval_overrides, atol=parity_atol, store_root=store_root),
+                          "export start det").after(val)
+    start_rec = _platform(export_start(model_type="rec", start_uri=rec_pretrained_uri, data=lmdb.outputs["lmdb"],
+                                       overrides=rec_eval_overrides, atol=parity_atol, store_root=store_root),
+                          "export start rec")
+
+    # --- detection: the recipe picks the steps; dsl.OneOf joins the model URI either branch returns
+    with dsl.If(det_recipe == "finetune", name="det-finetune"):
+        finetune = _platform(train(model_type="det", config=det_config, overrides=det_overrides, extra_overrides=[],
+                                   data=dataset, step="det_finetune", init_uri=det_pretrained_uri,
+                                   init_keys=["Global.pretrained_model"], **common),
+                             "fine-tune det").after(val)
+    with dsl.Else(name="det-cml"):
+        teacher = _platform(train(model_type="det", config=det_teacher_config, overrides=det_overrides,
+                                  extra_overrides=teacher_overrides, data=dataset, step="det_teacher",
+                                  init_uri=det_teacher_init_uri, init_keys=DET_TEACHER_INIT_KEYS,
+                                  recipe_overrides=DISTILL_RECIPE_OVERRIDES, **common),
+                            "train det teacher (DML)").after(val)
+        teacher_x = _platform(extract(model=teacher.outputs["model"], role="Student"), "extract teacher")
+        student = _platform(train(model_type="det", config=det_student_config, overrides=det_overrides,
+                                  extra_overrides=student_overrides, data=dataset, step="det_student",
+                                  teacher=teacher_x.outputs["plain"], init_uri=det_pretrained_uri,
+                                  init_keys=DET_STUDENT_INIT_KEYS, recipe_overrides=DISTILL_RECIPE_OVERRIDES,
+                                  **common), "train det student (CML)")
+        student_x = _platform(extract(model=student.outputs["model"], role="Student"), "extract student")
+    # a parameter OneOf: kfp.local 2.17 cannot join artifacts (components/adopt_model.py says why)
+    det_model = _platform(adopt_model(uri=dsl.OneOf(finetune.outputs["Output"], student_x.outputs["Output"])),
+                          "det model (fine-tuned | CML student)").outputs["model"]
+    det_eval = _platform(evaluate(model_type="det", model=det_model, data=dataset,
                                   overrides=det_eval_overrides, baseline_uri=det_pretrained_uri,
                                   registry_uri=store_root, model_name=model_name), "eval det")
-    det_export = _platform(export(model_type="det", model=student_x.outputs["plain"], data=dataset,
+    det_export = _platform(export(model_type="det", model=det_model, data=dataset,
                                   overrides=det_eval_overrides, atol=parity_atol), "export det").after(det_eval)
 
     # --- system eval, gate, publish
     sys_eval = _platform(system_eval(det=det_export.outputs["onnx_model"], rec=rec_export.outputs["onnx_model"],
+                                     start_det=start_det.outputs["onnx_model"],
+                                     start_rec=start_rec.outputs["onnx_model"],
                                      data=dataset, registry_uri=store_root, model_name=model_name),
                          "system eval (det+rec)")
     decision = _platform(gate(result=sys_eval.outputs["result"], margin=gate_margin), "gate")

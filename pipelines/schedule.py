@@ -62,7 +62,10 @@ def create_schedule(host: str, experiment: str, job_name: str, cron: str, params
     """Create a recurring run of the compiled package (compiled now when not given); returns its id."""
     from kfp import Client
 
+    from pipelines.ocr_train_pipeline import check_arguments
+
     cron = validate_schedule(cron, max_concurrency)
+    check_arguments(params)
     if package is None:
         package = compile_named(pipeline, Path(tempfile.mkdtemp(prefix="ocrflow-kfp-")) / f"ocr_{pipeline}.yaml")
     client = Client(host=host)

@@ -7,7 +7,7 @@ from typing import Any
 
 from kfp import compiler
 
-from pipelines.ocr_train_pipeline import ocr_train_pipeline
+from pipelines.ocr_train_pipeline import check_arguments, ocr_train_pipeline
 
 
 def compile_pipeline(out: str | Path) -> Path:
@@ -39,6 +39,7 @@ def submit(host: str, experiment: str, params: Mapping[str, Any], run_name: str 
 
     from kfp import Client
 
+    check_arguments(params)
     if package is None:
         package = compile_pipeline(Path(tempfile.mkdtemp(prefix="ocrflow-kfp-")) / "ocr_train_pipeline.yaml")
     client = Client(host=host)

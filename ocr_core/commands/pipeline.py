@@ -77,10 +77,12 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps({"run_id": run_id}))
         return 0
     from pipelines.local_run import run_local as run_train_local
+    from pipelines.ocr_train_pipeline import check_arguments
     from pipelines.retrain_pipeline import run_retrain_local
 
     run_local = run_retrain_local if args.pipeline == "retrain" else run_train_local
     params.setdefault("raw_data_uri", args.raw_data)
+    check_arguments(params)  # e.g. det_recipe=cml without det_teacher_init_uri: exit 2 before anything starts
     if args.external_s3:
         run_local(params, args.pipeline_root)
         return 0

@@ -50,16 +50,51 @@ def test_golden_structure(compiled: str) -> None:
 
 def test_dag_shape(compiled: str) -> None:
     s = structure(compiled)
-    t = s["tasks"]
-    assert t["train-2"]["display"] == "train det teacher (DML)"
-    assert t["extract"]["after"] == ["train-2"] and t["train-3"]["after"] == ["extract", "validate-data"] \
-        or "extract" in t["train-3"]["after"]
-    assert "extract-2" in t["evaluate-2"]["after"] and "evaluate-2" in t["export-2"]["after"]
+    t, sub = s["tasks"], s["sub_dags"]
+    assert t["ingest"]["after"] == [] and {"det_recipe", "det_teacher_init_uri"} <= set(t["ingest"]["inputs"])
+    assert {"export-start", "export-start-2"} <= set(t["system-eval"]["after"])  # the start pair
     assert {"export", "export-2"} <= set(t["system-eval"]["after"])
+    assert t["adopt-model"]["after"] == ["condition-branches-1"]
+    assert "adopt-model" in t["evaluate-2"]["after"] and "evaluate-2" in t["export-2"]["after"]
     assert t["gate"]["after"] == ["system-eval"]
-    assert "publish" in s["sub_dags"]["comp-condition-1"]
+    assert set(sub["comp-condition-2"]) == {"train-2"}  # det_recipe == finetune: one step
+    assert sub["comp-condition-2"]["train-2"]["display"] == "fine-tune det"
+    cml = sub["comp-condition-3"]
+    assert cml["train-3"]["display"] == "train det teacher (DML)" and cml["extract"]["after"] == ["train-3"]
+    assert "extract" in cml["train-4"]["after"] and cml["extract-2"]["after"] == ["train-4"]
+    assert "publish" in sub["comp-condition-4"]
     assert s["secrets"] == ["ocrflow-objectstore"]
     assert {"raw_data_uri", "epochs", "workers", "gpus", "launcher", "det_overrides"} <= set(s["params"])
+    assert s["params"]["det_recipe"] == {"type": "STRING", "default": "finetune"}
+    assert s["params"]["det_config"]["default"] == "configs/det/ch_PP-OCRv3/ch_PP-OCRv3_det_finetune.yml"
+    assert s["params"]["det_teacher_init_uri"] == {"type": "STRING", "default": ""}
+
+
+def test_det_recipe_branches_and_oneof(compiled: str) -> None:
+    """dsl.If/dsl.Else on det_recipe; dsl.OneOf of the model URI each branch returns feeds adopt-model."""
+    spec = next(yaml.safe_load_all(compiled))
+    branches = spec["components"]["comp-condition-branches-1"]["dag"]
+    cond = {n: task["triggerPolicy"]["condition"] for n, task in branches["tasks"].items()}
+    assert cond == {"condition-2": "inputs.parameter_values['pipelinechannel--det_recipe'] == 'finetune'",
+                    "condition-3": "!(inputs.parameter_values['pipelinechannel--det_recipe'] == 'finetune')"}
+    oneof = branches["outputs"]["parameters"]["pipelinechannel--condition-branches-1-oneof-1"]["valueFromOneof"]
+    assert [(x["producerSubtask"], x["outputParameterKey"]) for x in oneof["parameterSelectors"]] == [
+        ("condition-2", "pipelinechannel--train-2-Output"), ("condition-3", "pipelinechannel--extract-2-Output")]
+    adopt = spec["root"]["dag"]["tasks"]["adopt-model"]["inputs"]["parameters"]["uri"]["taskOutputParameter"]
+    assert adopt == {"outputParameterKey": "pipelinechannel--condition-branches-1-oneof-1",
+                     "producerTask": "condition-branches-1"}
+    comps = spec["components"]
+    finetune = comps["comp-condition-2"]["dag"]["tasks"]["train-2"]["inputs"]["parameters"]
+    assert finetune["config"] == {"componentInputParameter": "pipelinechannel--det_config"}
+    assert finetune["init_uri"] == {"componentInputParameter": "pipelinechannel--det_pretrained_uri"}
+    assert finetune["init_keys"]["runtimeValue"]["constant"] == ["Global.pretrained_model"]
+    teacher = comps["comp-condition-3"]["dag"]["tasks"]["train-3"]["inputs"]["parameters"]
+    assert teacher["init_uri"] == {"componentInputParameter": "pipelinechannel--det_teacher_init_uri"}
+    assert teacher["init_keys"]["runtimeValue"]["constant"] == ["Architecture.Models.Student.pretrained",
+                                                               "Architecture.Models.Student2.pretrained"]
+    student = comps["comp-condition-3"]["dag"]["tasks"]["train-4"]["inputs"]["parameters"]
+    for step in (teacher, student):  # PaddleOCR's DML/CML lr is for 64 images: scaled to the global batch
+        assert step["recipe_overrides"]["runtimeValue"]["constant"] == ["Optimizer.lr.reference_batch_size=64"]
 
 
 def test_compiled_yaml_has_no_credentials(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,4 +1,9 @@
-"""The whole DAG under kfp.local (SubprocessRunner, no venv) against an embedded S3 server."""
+"""The whole DAG under kfp.local (SubprocessRunner, no venv) against an embedded S3 server.
+
+This one runs the ``cml`` detection recipe (DML teacher from ``det_teacher_init_uri`` -> extract ->
+CML student -> extract, joined by ``dsl.OneOf``) with tiny networks and no start model;
+``test_demo_flow.py`` runs the default ``finetune`` recipe from the imported PP-OCRv3 weights.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +13,10 @@ from pathlib import Path
 import pytest
 
 from pipelines.sample_data import make_raw_dataset
-from tests.pipeline.tiny import tiny_params
+from tests.pipeline.tiny import tiny_params, tiny_teacher_init
 
 
-def test_whole_dag_locally(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_whole_dag_locally_cml_recipe(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from components._steps import production_pointer
     from ocr_core.storage.embedded import EmbeddedS3
     from ocr_core.storage.manifest import read_manifest, sync_up
@@ -23,13 +28,25 @@ def test_whole_dag_locally(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
         for k, v in s3.env.items():
             monkeypatch.setenv(k, v)
         raw_m = sync_up(raw, "s3://ocrflow/incoming/raw", kind="raw-dataset", quiet=True)
+        init = tiny_teacher_init(tmp_path, "s3://ocrflow/weights/tiny-teacher-init")
         timer = StepTimer()
-        run_local(tiny_params(raw_m.prefix, "s3://ocrflow"), tmp_path / "root", s3.env, timer=timer)
+        run_local(tiny_params(raw_m.prefix, "s3://ocrflow", det_recipe="cml", det_teacher_init_uri=init),
+                  tmp_path / "root", s3.env, timer=timer)
         names = display_names()
         done = {names.get(k, k): v["status"] for k, v in timer.steps.items()}
+        assert done.pop("det-finetune") == "SKIPPED"  # the other branch of det_recipe
         assert all(v == "SUCCESS" for v in done.values()), done
-        assert {"train det teacher (DML)", "extract student", "export det", "export rec", "system eval (det+rec)",
+        assert {"train det teacher (DML)", "extract teacher", "train det student (CML)", "extract student",
+                "det model (fine-tuned | CML student)", "export det", "export rec", "system eval (det+rec)",
                 "gate", "publish"} <= set(done)
+        assert "fine-tune det" not in done
+        # the teacher started from det_teacher_init_uri (both DML roles), lr scaled to the global batch
+        from ocr_core.storage.client import open_store
+
+        teacher_uri = json.loads(next((tmp_path / "root").rglob("train-3/model")).read_text())["uri"]
+        log = open_store(teacher_uri).get_bytes(teacher_uri.rstrip("/") + "/train.log").decode()
+        assert log.count("pretrained weights from") == 2 and "stage/init/model.pt" in log
+        assert "x 2/64 (global batch / Optimizer.lr.reference_batch_size)" in log
         pointer = production_pointer("s3://ocrflow", "ppocrv3")
         assert pointer is not None and set(pointer["parts"]) == {"det", "rec"}
         det = read_manifest(pointer["parts"]["det"]["uri"])
@@ -41,3 +58,7 @@ def test_whole_dag_locally(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
 
         assert new_data_decision(raw_m.digest(), pointer)[0] is False
         assert json.dumps(pointer).count(s3.env["AWS_SECRET_ACCESS_KEY"]) == 0
+        # no start model (trained from scratch): the gate published on the candidate alone
+        gate = json.loads(next((tmp_path / "root").rglob("gate/executor_output.json")).read_text())
+        meta = gate["artifacts"]["decision"]["artifacts"][0]["metadata"]
+        assert meta["champion"] == "none" and meta["publish"] == 1.0 and "champion_hmean" not in meta

@@ -17,8 +17,9 @@ from tests.pipeline.fake_kfp import FakeKFP
 from tests.pipeline.test_compile_submit import structure
 
 GOLDEN = Path(__file__).parent / "golden" / "retrain_pipeline.yaml"
-TRAIN_TASKS = {"ingest", "convert-labels", "validate-data", "build-lmdb", "train", "train-2", "train-3",
-               "extract", "extract-2", "evaluate", "evaluate-2", "export", "export-2", "system-eval", "gate"}
+TRAIN_TASKS = {"ingest", "convert-labels", "validate-data", "build-lmdb", "train", "export-start", "export-start-2",
+               "condition-branches-1", "adopt-model", "evaluate", "evaluate-2", "export", "export-2", "system-eval",
+               "gate"}  # the det recipes' steps sit in condition-branches-1's two branches
 
 
 def _raw(root: Path, text: str = "hello") -> Path:
@@ -229,7 +230,7 @@ def test_skip_path_under_kfp_local(tmp_path: Path, local_s3) -> None:
     before = _publish_production(tmp_path, "s3://ocrflow", raw_m.digest())
     steps: dict[str, str] = {}
     _run_retrain(raw_m.prefix, tmp_path / "root", local_s3.env, steps)  # no exception: the run succeeded
-    assert steps == {"check-new-data": "SUCCESS"}
+    assert steps == {"check-new-data": "SUCCESS", "condition-1": "SKIPPED"}  # the new-data branch
     assert production_pointer("s3://ocrflow", "ppocrv3") == before
     assert not open_store("s3://ocrflow").list("s3://ocrflow/datasets/"), "convert ran although nothing is new"
 

@@ -9,17 +9,108 @@ import pytest
 
 from components import _steps as S
 from components import _train as T
+from components._gate import gate_decision
 from components._system_eval import match_e2e, prf
-from ocr_core.errors import DataError
+from ocr_core.errors import ConfigError, DataError
 from pipelines.sample_data import make_raw_dataset
 from pipelines.submit import parse_params
 
 
-@pytest.mark.parametrize(("new", "champ", "margin", "want"), [
-    (0.5, None, 0.1, True), (0.60, 0.50, 0.05, True), (0.54, 0.50, 0.05, False), (0.5, 0.5, 0.0, True)])
-def test_gate_decision(new: float, champ: float | None, margin: float, want: bool) -> None:
-    ok, why = S.gate_decision(new, champ, margin)
-    assert ok is want and ("publish" in why) == want
+# ------------------------------------------------------------------------------ the gate
+def test_gate_no_production_candidate_worse_than_start_keeps() -> None:
+    d = gate_decision(0.40, production=None, start=0.55)
+    assert not d.publish and d.champion == "start" and d.champion_hmean == 0.55
+    assert d.margin == pytest.approx(-0.15) and "keep the start model" in d.reason
+
+
+def test_gate_no_production_candidate_better_than_start_publishes() -> None:
+    d = gate_decision(0.70, production=None, start=0.55, margin=0.05)
+    assert d.publish and d.champion == "start" and d.margin == pytest.approx(0.15)
+    assert gate_decision(0.58, None, 0.55, margin=0.05).publish is False  # gain below the required margin
+
+
+def test_gate_production_is_the_champion_when_it_exists() -> None:
+    d = gate_decision(0.70, production=0.80, start=0.30)  # beats start, loses to production
+    assert not d.publish and d.champion == "production" and d.champion_hmean == 0.80
+    d = gate_decision(0.85, production=0.80, start=0.99)  # production, not start, is compared
+    assert d.publish and d.champion == "production" and d.margin == pytest.approx(0.05)
+    assert gate_decision(0.5, 0.5, None, 0.0).publish  # a tie with production publishes (>=)
+
+
+def test_gate_from_scratch_publishes_on_the_candidate_alone() -> None:
+    d = gate_decision(0.05, production=None, start=None, margin=0.1)
+    assert d.publish and d.champion == "none" and d.champion_hmean is None and d.margin is None
+    assert "from scratch" in d.reason
+
+
+def _gate_artifacts(tmp_path: Path, results: dict) -> tuple:
+    from kfp.dsl import Artifact, Markdown, Metrics
+
+    (tmp_path / "result").write_text(json.dumps({"results": results}))
+    return Artifact(uri=str(tmp_path / "result")), Metrics(uri=str(tmp_path / "decision")), \
+        Markdown(uri=str(tmp_path / "report"))
+
+
+def test_gate_component_keeps_a_candidate_worse_than_the_start_model(tmp_path: Path) -> None:
+    """The gate step itself (its Python function, as kfp.local runs it): no production model, the
+    start pair scores 0.62 end to end, a forced-bad candidate 0.10 -> not published, and the
+    Metrics/Markdown show both numbers, the margin and the champion."""
+    from components.gate import gate
+
+    result, decision, report = _gate_artifacts(tmp_path, {
+        "candidate": {"hmean": 0.10}, "start": {"hmean": 0.62}, "production": None})
+    assert gate.python_func(result=result, margin=0.0, decision=decision, report=report) is False
+    assert decision.metadata["publish"] == 0.0 and decision.metadata["champion"] == "start"
+    assert decision.metadata["candidate_hmean"] == 0.10 and decision.metadata["champion_hmean"] == 0.62
+    assert decision.metadata["margin"] == pytest.approx(-0.52)
+    md = Path(report.path).read_text()
+    assert "keep the champion" in md and "0.1000" in md and "0.6200" in md and "-0.5200" in md
+
+    result, decision, report = _gate_artifacts(tmp_path, {
+        "candidate": {"hmean": 0.70}, "start": {"hmean": 0.62}, "production": None})
+    assert gate.python_func(result=result, margin=0.05, decision=decision, report=report) is True
+    assert decision.metadata["champion"] == "start" and decision.metadata["margin"] == pytest.approx(0.08)
+
+
+def test_det_recipe_arguments_fail_fast() -> None:
+    from pipelines.ocr_train_pipeline import check_arguments
+
+    S.check_det_recipe("finetune")
+    S.check_det_recipe("cml", "s3://b/teacher-init")
+    with pytest.raises(ConfigError, match="det_recipe=cml needs det_teacher_init_uri"):
+        S.check_det_recipe("cml", "")
+    with pytest.raises(ConfigError, match="det_recipe must be one of finetune, cml"):
+        S.check_det_recipe("dml")
+    check_arguments({"raw_data_uri": "x"})  # the defaults: finetune
+    with pytest.raises(ConfigError, match="det_teacher_init_uri"):
+        check_arguments({"raw_data_uri": "x", "det_recipe": "cml"})
+
+
+def test_ingest_step_rejects_cml_without_teacher_init_first(tmp_path: Path) -> None:
+    """On a cluster the first step fails, before it publishes anything."""
+    from kfp.dsl import Dataset
+
+    from components.ingest import ingest
+
+    raw = Dataset(uri=str(tmp_path / "raw-artifact"))
+    with pytest.raises(ConfigError, match="det_teacher_init_uri"):
+        ingest.python_func(raw_uri=str(tmp_path / "nowhere"), store_root=str(tmp_path / "store"), raw=raw,
+                           det_recipe="cml", det_teacher_init_uri="")
+    assert not (tmp_path / "store").exists() and not Path(raw.path).exists()
+
+
+def test_pipeline_run_cml_without_teacher_init_exits_before_starting(monkeypatch: pytest.MonkeyPatch,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    from ocr_core.cli import main
+    from ocr_core.storage import embedded
+
+    def no_server(*a: object, **k: object) -> None:
+        raise AssertionError("the object store was started")
+
+    monkeypatch.setattr(embedded.EmbeddedS3, "__init__", no_server)
+    rc = main(["pipeline", "run", "--local", "--raw-data", "/nonexistent", "-p", "det_recipe=cml"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "det_recipe=cml needs det_teacher_init_uri" in err
 
 
 def test_content_key_is_stable_and_sensitive() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 TINY_NET = ["Backbone={name: MobileNetV3, scale: 0.35, model_name: small, disable_se: true}",
             "Neck={name: DBFPN, out_channels: 16}", "Head={name: DBHead, k: 50}"]
 
@@ -17,9 +19,13 @@ DET_EVAL = ["Eval.dataset.transforms.DetResizeForTest={limit_side_len: 160, limi
 REC_EVAL = ["Eval.dataset.transforms.RecResizeImg.image_shape=[3, 48, 96]"]
 
 
-def tiny_params(raw_uri: str, store_root: str, launcher: str = "local") -> dict:
+def tiny_params(raw_uri: str, store_root: str, launcher: str = "local", det_recipe: str = "finetune",
+                det_teacher_init_uri: str = "") -> dict:
+    """``finetune`` trains the plain PP-OCRv3 student (from scratch: no det_pretrained_uri); ``cml``
+    shrinks the DML teacher and the CML teacher role to :data:`TINY_NET`."""
     return {
         "raw_data_uri": raw_uri, "store_root": store_root, "epochs": 1, "workers": 1, "launcher": launcher,
+        "det_recipe": det_recipe, "det_teacher_init_uri": det_teacher_init_uri,
         "det_overrides": [*STEP, *DET_EVAL, "Train.dataset.transforms.EastRandomCropData.size=[96, 96]",
                           "Train.loader.batch_size_per_card=2"],
         "teacher_overrides": [*tiny_role("Student"), *tiny_role("Student2")],
@@ -28,3 +34,21 @@ def tiny_params(raw_uri: str, store_root: str, launcher: str = "local") -> dict:
                           "Train.loader.batch_size_per_card=4"],
         "det_eval_overrides": DET_EVAL, "rec_eval_overrides": REC_EVAL,
     }
+
+
+def tiny_teacher_init(tmp: Path, uri: str) -> str:
+    """A random-init :data:`TINY_NET` det checkpoint published at ``uri`` (``model.pt``): what
+    ``det_teacher_init_uri`` stages into the tiny DML teacher's two roles."""
+    from ocr_core.config import load_config
+    from ocr_core.engine.checkpoint import save_checkpoint
+    from ocr_core.modeling import build_model
+    from ocr_core.storage.manifest import sync_up
+
+    cfg = load_config(None, ["Architecture.model_type=det", "Architecture.algorithm=DB",
+                             *[f"Architecture.{o}" for o in TINY_NET]], base={"Architecture": {}})
+    model = build_model(dict(cfg["Architecture"]))
+    (tmp / "init").mkdir(parents=True, exist_ok=True)
+    save_checkpoint(tmp / "init" / "model.pt", {"model": model.state_dict(), "architecture": cfg["Architecture"],
+                                                "model_type": "det", "config": {"Architecture": cfg["Architecture"]},
+                                                "charset": None, "epoch": 0, "global_step": 0})
+    return sync_up(tmp / "init", uri, kind="model", quiet=True, extra={"checkpoint": "model.pt"}).prefix
