@@ -5,7 +5,9 @@
     {"title": str,
      "text": str | None,                        # a paragraph; multi-line text is shown preformatted
      "table": list[dict] | None,                # rows; columns = keys in first-seen order
-     "images": list[path | bytes | (caption, path | bytes)] | None}
+     "images": list[path | bytes | (caption, path | bytes)] | None,
+     "pairs": list[((caption, image), (caption, image))] | None,   # side by side, one row each
+     "links": list[(label, href)] | None}       # relative paths or file names (no external assets)
 
 ``training_report(save_dir)`` builds the report of a finished training directory from the
 ``training_summary.json``, ``curves.png`` and ``eval_vis/`` written by the training run.
@@ -38,6 +40,8 @@ figure img{max-width:100%;border:1px solid #d5d9e0}
 figcaption{font-size:12px;color:#555}
 pre{background:#f3f4f6;padding:8px;font-size:12px;overflow-x:auto}
 .meta{color:#667;font-size:12px}
+.pair{display:flex;gap:10px;margin:6px 0}
+.pair figure{flex:1;margin:0}
 """
 
 _MIME = {b"\x89PNG": "image/png", b"\xff\xd8\xff": "image/jpeg", b"GIF8": "image/gif", b"<svg": "image/svg+xml"}
@@ -94,6 +98,11 @@ def _section(sec: dict[str, Any]) -> str:
         parts.append(_table(sec["table"]))
     for item in sec.get("images") or []:
         parts.append(_figure(item))
+    for left, right in sec.get("pairs") or []:
+        parts.append(f'<div class=pair>{_figure(left)}{_figure(right)}</div>')
+    if sec.get("links"):
+        parts.append("<ul>" + "".join(f'<li><a href="{html.escape(str(href))}">{html.escape(str(label))}</a></li>'
+                                      for label, href in sec["links"]) + "</ul>")
     parts.append("</section>")
     return "\n".join(parts)
 
