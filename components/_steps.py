@@ -181,9 +181,18 @@ def validate_dataset(dataset_uri: str, max_error_ratio: float = 0.0) -> dict[str
 
 
 def build_rec_lmdb(dataset_uri: str, out_uri: str) -> Manifest:
-    """Recognition LMDBs ``train/`` and ``test/`` from the dataset's rec label files."""
+    """Recognition LMDBs ``train/`` and ``test/`` from the dataset's rec label files.
+
+    ``out_uri`` derives from the (content-keyed) dataset prefix: a published one is reused. LMDB
+    files are not byte-reproducible, so rebuilding would change the digest and, with it, the
+    content keys of rec training and the start rec export downstream.
+    """
     from ocr_core.data.lmdb_build import build_lmdb
 
+    source_digest = read_manifest(dataset_uri).digest()
+    if is_published(out_uri) and read_manifest(out_uri).extra.get("source_digest") == source_digest:
+        log.info("reusing the LMDBs at %s (built from dataset %s)", out_uri, source_digest[:12])
+        return read_manifest(out_uri)
     work = scratch("lmdb")
     sync_down(dataset_uri, work / "src", quiet=True)
     counts = {}
@@ -195,7 +204,7 @@ def build_rec_lmdb(dataset_uri: str, out_uri: str) -> Manifest:
     if "train_samples" not in counts:
         raise DataError(f"{dataset_uri}: no {REC_LABEL.format(split='train')}")
     m = sync_up(work / "out", out_uri, kind="lmdb-dataset", counts=counts, quiet=True,
-                extra={"source": dataset_uri})
+                extra={"source": dataset_uri, "source_digest": source_digest})
     shutil.rmtree(work, ignore_errors=True)
     return m
 

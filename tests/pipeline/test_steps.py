@@ -43,6 +43,17 @@ def test_gate_from_scratch_publishes_on_the_candidate_alone() -> None:
     assert "from scratch" in d.reason
 
 
+def test_start_pair_fills_parts_trained_from_scratch_with_the_candidate() -> None:
+    from components._system_eval import start_pair
+
+    cand = {"det": "s3://b/cand-det", "rec": "s3://b/cand-rec"}
+    assert start_pair(cand, {"det": "", "rec": ""}) is None  # from scratch: no champion but production
+    uris, parts = start_pair(cand, {"det": "s3://b/start-det", "rec": "s3://b/start-rec"})
+    assert uris == {"det": "s3://b/start-det", "rec": "s3://b/start-rec"} and set(parts.values()) == {"start"}
+    uris, parts = start_pair(cand, {"det": "s3://b/start-det", "rec": ""})
+    assert uris == {"det": "s3://b/start-det", "rec": "s3://b/cand-rec"} and parts["rec"].startswith("candidate")
+
+
 def _gate_artifacts(tmp_path: Path, results: dict) -> tuple:
     from kfp.dsl import Artifact, Markdown, Metrics
 
@@ -166,6 +177,8 @@ def test_data_steps(store: tuple[Path, Path]) -> None:
     assert stats["error_ratio"] == 0.0 and stats["rec_train_lines"] == 4.0
     lm = S.build_rec_lmdb(ds.prefix, str(root / "datasets" / "d-lmdb"))
     assert lm.counts["train_samples"] == 4 and lm.counts["test_samples"] == 2
+    # LMDB bytes are not reproducible: the published LMDBs of the same dataset are reused (stable digest)
+    assert S.build_rec_lmdb(ds.prefix, str(root / "datasets" / "d-lmdb")).digest() == lm.digest()
 
 
 def test_validate_fails_above_threshold(store: tuple[Path, Path], tmp_path: Path) -> None:
