@@ -169,9 +169,9 @@ def build_dataloader(
 
     workers = loader_cfg.num_workers
     if workers > 0:
-        # OpenCV's thread pool does not survive fork: workers forked after the main process ran a
-        # parallel cv2 call (word crops, post-processing, eval pictures) hung in their first resize
-        # on a 16-core GPU machine. The main process stays serial in OpenCV (as mmcv does).
+        # Workers inherit OpenCV's threading mode: serial, so N workers do not each start a pool of
+        # all cores (as mmcv sets up its loaders). Switching here, in the parent, stops the pool's
+        # threads before any fork; a child must not touch the setting (see seed_worker).
         import cv2
 
         cv2.setNumThreads(0)
@@ -204,10 +204,9 @@ def seed_worker(worker_id: int) -> None:
     s = torch.initial_seed() % (2**32)
     np.random.seed(s)
     random.seed(s)
-    # one OpenCV thread per worker: N workers x (all cores) threads oversubscribe the CPU
-    import cv2
-
-    cv2.setNumThreads(1)
+    # No cv2.setNumThreads here: a forked child that reconfigures the thread pool it inherited waits for
+    # threads that do not exist in it (this hung eval loaders on a 16-core machine and in the test
+    # suite). build_dataloader switches the parent to serial OpenCV before forking; children inherit it.
 
 
 def set_loader_epoch(loader: DataLoader, epoch: int) -> None:

@@ -197,9 +197,10 @@ def test_no_usable_lines_is_a_data_error(data):
         SimpleDataSet(data_dir=str(data / "data"), label_file_list=str(data / "E.txt"))
 
 
+@pytest.mark.timeout(120)  # the regression this guards against is a hang
 def test_worker_loader_keeps_opencv_serial_in_the_main_process(data):
-    """Workers forked after the main process used OpenCV's thread pool hung (16-core GPU machine): with
-    workers, the main process is switched to serial OpenCV before any fork, and workers run serial too."""
+    """With workers, the parent switches OpenCV to serial before forking (workers inherit it); the
+    parent's pool was used first, which is what hung when a child reconfigured it itself."""
     import cv2
 
     cfg = {"Global": {"seed": 1}, "Train": {
@@ -210,6 +211,9 @@ def test_worker_loader_keeps_opencv_serial_in_the_main_process(data):
     before = cv2.getNumThreads()
     try:
         cv2.setNumThreads(2)
+        big = np.zeros((1200, 1600, 3), np.uint8)
+        for _ in range(3):  # run parallel OpenCV code in the parent, so its thread pool exists
+            cv2.GaussianBlur(cv2.resize(big, (1400, 1000)), (5, 5), 0)
         build_dataloader(cfg, "Train")
         assert cv2.getNumThreads() == 2  # no workers: left alone
         cfg["Train"]["loader"]["num_workers"] = 1
