@@ -100,3 +100,43 @@ def display_names(pipeline: GraphComponent = ocr_train_pipeline) -> dict[str, st
     spec = pipeline.pipeline_spec
     walk(spec.root.dag)
     return out
+
+
+WEIGHT_PARAMS = ("det_pretrained_uri", "rec_pretrained_uri", "det_teacher_init_uri")
+
+
+def publish_local_weights(params: dict[str, Any], store_root: str) -> dict[str, Any]:
+    """Local weights given to a weight parameter (a ``.pt``/``.pdparams`` file, or a folder holding
+    ``model.pt``) are published under ``<store_root>/weights/<sha256>`` first, as the DAG takes URIs of
+    published model prefixes; published URIs pass through. Returns ``params`` with URIs in place.
+    """
+    import shutil
+    import tempfile
+
+    from components._steps import content_key
+    from ocr_core.engine.checkpoint import file_sha256
+    from ocr_core.errors import DataError
+    from ocr_core.storage.manifest import is_published, sync_up
+    from ocr_core.storage.uri import join_uri, parse_uri
+
+    out = dict(params)
+    for key in WEIGHT_PARAMS:
+        value = str(out.get(key) or "")
+        if not value or not parse_uri(value).is_local or is_published(value):
+            continue
+        path = Path(value)
+        ckpt = path / "model.pt" if path.is_dir() else path
+        if not ckpt.is_file():
+            raise DataError(f"{key}={value}: not a published model prefix, a checkpoint file, or a folder "
+                            "holding model.pt")
+        tmp = Path(tempfile.mkdtemp(prefix="ocrflow-weights-"))
+        try:
+            shutil.copy2(ckpt, tmp / "model.pt")
+            digest = content_key(file_sha256(ckpt))[:16]
+            m = sync_up(tmp, join_uri(store_root, "weights", digest), kind="model", quiet=True,
+                        extra={"checkpoint": "model.pt", "source": str(ckpt.resolve())})
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        print(f"{key}: published {ckpt} as {m.prefix}")
+        out[key] = m.prefix
+    return out

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import tempfile
 from pathlib import Path
 
@@ -83,12 +84,15 @@ def run(args: argparse.Namespace) -> int:
     run_local = run_retrain_local if args.pipeline == "retrain" else run_train_local
     params.setdefault("raw_data_uri", args.raw_data)
     check_arguments(params)  # e.g. det_recipe=cml without det_teacher_init_uri: exit 2 before anything starts
+    from pipelines.local_run import publish_local_weights
+
     if args.external_s3:
-        run_local(params, args.pipeline_root)
+        run_local(publish_local_weights(params, params.get("store_root", "s3://ocrflow")), args.pipeline_root)
         return 0
     from ocr_core.storage.embedded import EmbeddedS3
 
     with EmbeddedS3() as s3:
         params.setdefault("store_root", f"s3://{s3.bucket}")
-        run_local(params, args.pipeline_root, s3.env)
+        os.environ.update(s3.env)  # local weights are published into this store before the run
+        run_local(publish_local_weights(params, params["store_root"]), args.pipeline_root, s3.env)
     return 0
