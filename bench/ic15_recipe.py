@@ -224,8 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     import cv2
     import torch
 
-    # OpenCV's thread pool does not survive fork: a DataLoader worker forked after the main process
-    # used it (the word crops, eval pictures) hangs in its first resize. Keep the main process serial.
+    # serial OpenCV in this process (the word crops run here; loader workers inherit the mode)
     cv2.setNumThreads(0)
 
     args.device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
