@@ -1,7 +1,7 @@
 """Small helpers shared by the component functions (no kfp import: artifacts are duck-typed).
 
 An artifact that names data in object storage is a tiny JSON file ``{"uri", "digest", "kind",
-"counts", "extra"}`` (see ``_steps.manifest_info``); the same fields go into its metadata so
+"counts", "extra"}`` (see ``components.steps.common.manifest_info``); the same fields go into its metadata so
 the KFP UI shows them.
 """
 
@@ -15,7 +15,7 @@ from ocr_core.storage.manifest import Manifest
 
 
 def write_info(artifact: Any, manifest: Manifest) -> dict[str, Any]:
-    from components._steps import manifest_info
+    from components.steps.common import manifest_info
 
     info = manifest_info(manifest)
     with open(artifact.path, "w", encoding="utf-8") as fh:

@@ -18,7 +18,7 @@ from components.launcher.pytorchjob import DEFAULT_IMAGE
 def adopt_model(uri: str, model: Output[Model]):
     """Write the manifest artifact of the model published at ``uri`` (its manifest is the source of truth)."""
     from components._kfp_io import write_info
-    from ocr_core.storage.manifest import read_manifest
+    from components.steps.models import adopt_model as adopt
 
-    info = write_info(model, read_manifest(uri))
+    info = write_info(model, adopt(uri))
     print(f"model {info['uri']} (digest {info['digest'][:12]}, best {info['extra'].get('best_metric')})")

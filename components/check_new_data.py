@@ -20,9 +20,9 @@ def check_new_data(raw_uri: str, registry_uri: str, model_name: str, decision: O
                    incoming_digest: OutputPath(str), production_digest: OutputPath(str),
                    production_version: OutputPath(str), pointer_fingerprint: OutputPath(str)) -> bool:
     """True (``is_new``) when there is no production model or its recorded dataset digest differs."""
-    from components import _steps
+    from components.steps.data import check_new_data as check
 
-    res = _steps.check_new_data(raw_uri, registry_uri, model_name)
+    res = check(raw_uri, registry_uri, model_name)
     for path, key in ((incoming_digest, "incoming_digest"), (production_digest, "production_digest"),
                       (production_version, "production_version"), (pointer_fingerprint, "pointer_fingerprint")):
         with open(path, "w", encoding="utf-8") as fh:
@@ -36,6 +36,6 @@ def check_new_data(raw_uri: str, registry_uri: str, model_name: str, decision: O
 def record_trained_data(registry_uri: str, model_name: str, data_uri: str, data_digest: str,
                         seen_fingerprint: str) -> bool:
     """Record ``data_digest`` in the production pointer when this run published it (else no-op)."""
-    from components import _steps
+    from components.steps.registry import record_trained_data as record
 
-    return _steps.record_trained_data(registry_uri, model_name, data_uri, data_digest, seen_fingerprint)
+    return record(registry_uri, model_name, data_uri, data_digest, seen_fingerprint)

@@ -11,13 +11,14 @@ def evaluate(model_type: str, model: Input[Model], data: Input[Dataset], overrid
              registry_uri: str, model_name: str, metrics: Output[Metrics], report: Output[Markdown],
              result: Output[Artifact]):
     """Metrics per model (``candidate_hmean``, ``off_the_shelf_hmean``, ``production_hmean`` ...)."""
-    from components import _steps
     from components._kfp_io import log_metrics, prh_table, read_info, write_json
+    from components.steps.models import evaluate_models
+    from components.steps.registry import production_pointer
 
-    pointer = _steps.production_pointer(registry_uri, model_name) or {}
+    pointer = production_pointer(registry_uri, model_name) or {}
     models = {"candidate": read_info(model)["uri"], "off_the_shelf": baseline_uri,
               "production": (pointer.get("parts") or {}).get(model_type, {}).get("uri", "")}
-    results = _steps.evaluate_models(model_type, read_info(data)["uri"], models, overrides)
+    results = evaluate_models(model_type, read_info(data)["uri"], models, overrides)
     for label, values in results.items():
         log_metrics(metrics, values, f"{label}_")
     keys = ("precision", "recall", "hmean") if model_type == "det" else ("acc", "norm_edit_dis")

@@ -10,12 +10,12 @@ from components.launcher.pytorchjob import DEFAULT_IMAGE
 def export(model_type: str, model: Input[Model], data: Input[Dataset], overrides: list, atol: float,
            onnx_model: Output[Model], parity: Output[Metrics]):
     """Fails (ParityError) when outputs or the Eval metric drift; else publishes ``<model>-onnx``."""
-    from components import _steps
     from components._kfp_io import log_metrics, read_info, write_info
+    from components.steps.models import export_model
 
     src = read_info(model)
-    info = write_info(onnx_model, _steps.export_model(model_type, src["uri"], read_info(data)["uri"],
-                                                      src["uri"].rstrip("/") + "-onnx", overrides, atol=atol))
+    info = write_info(onnx_model, export_model(model_type, src["uri"], read_info(data)["uri"],
+                                               src["uri"].rstrip("/") + "-onnx", overrides, atol=atol))
     p = info["extra"]["parity"]
     log_metrics(parity, {"max_abs_diff": p["max_abs"], "passed": float(p["passed"])})
     log_metrics(parity, p.get("eager") or {}, "eager_")

@@ -1,4 +1,4 @@
-"""Component ``gate``: champion/challenger on the system eval's end-to-end hmean (``components/_gate.py``)."""
+"""Component ``gate``: champion/challenger on the system eval's end-to-end hmean (``components/steps/registry.py``)."""
 
 from kfp import dsl
 from kfp.dsl import Artifact, Input, Markdown, Metrics, Output
@@ -13,8 +13,8 @@ def gate(result: Input[Artifact], margin: float, decision: Output[Metrics], repo
     Metrics: ``candidate_hmean``, ``champion_hmean``, ``margin`` (candidate - champion),
     ``required_margin``, ``publish`` (0/1) and ``champion`` (production | start | none).
     """
-    from components._gate import decide, decision_markdown
     from components._kfp_io import read_info
+    from components.steps.registry import decide, decision_markdown
 
     res = read_info(result)
     d = decide(res["results"], margin)

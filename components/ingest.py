@@ -14,9 +14,10 @@ from components.launcher.pytorchjob import DEFAULT_IMAGE
 def ingest(raw_uri: str, store_root: str, raw: Output[Dataset], det_recipe: str = "finetune",
            det_teacher_init_uri: str = ""):
     """Check the recipe parameters, then that ``raw_uri`` is a published prefix (a local directory is published first)."""
-    from components import _steps
     from components._kfp_io import write_info
+    from components.steps.data import ingest as ingest_raw
+    from components.steps.train import check_det_recipe
 
-    _steps.check_det_recipe(det_recipe, det_teacher_init_uri)
-    info = write_info(raw, _steps.ingest(raw_uri, store_root))
+    check_det_recipe(det_recipe, det_teacher_init_uri)
+    info = write_info(raw, ingest_raw(raw_uri, store_root))
     print(f"ingested {info['uri']}: {info['counts']} (digest {info['digest'][:12]})")

@@ -2,7 +2,7 @@
 
 The start pair (the models the run started from, exported by ``export_start``) and the production
 pair are scored on the same Eval split by the same code as the candidate; the gate picks its
-champion from them (``components/_gate.py``). The HTML report also draws the champion's and the
+champion from them (``components/steps/registry.py``). The HTML report also draws the champion's and the
 candidate's detections on the first Eval images side by side.
 """
 
@@ -20,10 +20,11 @@ def system_eval(det: Input[Model], rec: Input[Model], start_det: Input[Model], s
     import html
     import shutil
 
-    from components import _steps
     from components._kfp_io import log_metrics, prh_table, read_info, write_json
-    from components._steps import DET_LABEL
-    from components._system_eval import detection_pairs, fetch_onnx, start_pair, system_eval_uris
+    from components.steps.common import scratch
+    from components.steps.data import DET_LABEL
+    from components.steps.models import detection_pairs, fetch_onnx, system_eval_uris
+    from components.steps.registry import production_pointer, start_pair
     from ocr_core.observability.report import data_uri
     from ocr_core.storage.manifest import sync_down
 
@@ -33,7 +34,7 @@ def system_eval(det: Input[Model], rec: Input[Model], start_det: Input[Model], s
     start = start_pair(cand, {"det": read_info(start_det)["uri"], "rec": read_info(start_rec)["uri"]})
     if start:
         results["start"] = system_eval_uris(start[0]["det"], start[0]["rec"], data_uri_)
-    pointer = _steps.production_pointer(registry_uri, model_name)
+    pointer = production_pointer(registry_uri, model_name)
     champion_det = start[0]["det"] if start else ""
     if pointer:
         parts = pointer["parts"]
@@ -44,7 +45,7 @@ def system_eval(det: Input[Model], rec: Input[Model], start_det: Input[Model], s
     table = prh_table(results, ("precision", "recall", "hmean"))
     pictures = ""
     if champion_det and champion_det != cand["det"]:  # champion vs candidate detections, first 3 Eval images
-        work = _steps.scratch("system-eval-vis")
+        work = scratch("system-eval-vis")
         sync_down(data_uri_, work / "data", quiet=True)
         pairs = detection_pairs(fetch_onnx(champion_det, work / "a"), fetch_onnx(cand["det"], work / "b"),
                                 work / "data" / DET_LABEL.format(split="test"), work / "data")

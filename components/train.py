@@ -22,14 +22,14 @@ def train(model_type: str, config: str, overrides: list, extra_overrides: list, 
 
     Returns the model prefix URI (``dsl.OneOf`` joins the detection recipes' models by it).
     """
-    from components import _train
     from components._kfp_io import log_metrics, read_info, write_info
+    from components.steps.train import launch_training_step, stage_plan
 
-    stage, extra = _train.stage_plan(model_type, read_info(data)["uri"], init_uri, init_keys,
+    stage, extra = stage_plan(model_type, read_info(data)["uri"], init_uri, init_keys,
                                      read_info(teacher)["uri"] if teacher is not None else "", teacher_key)
-    result = _train.train(config, [*extra, *recipe_overrides, *overrides, *extra_overrides], stage, store_root, step,
-                          launcher=launcher, workers=workers, gpus=gpus, epochs=epochs, namespace=namespace,
-                          secret=s3_secret)
+    result = launch_training_step(config, [*extra, *recipe_overrides, *overrides, *extra_overrides], stage, store_root, step,
+                                  launcher=launcher, workers=workers, gpus=gpus, epochs=epochs, namespace=namespace,
+                                  secret=s3_secret)
     info = write_info(model, result)
     log_metrics(metrics, info["extra"].get("best_metric") or {})
     log_metrics(metrics, {"global_step": info["extra"].get("global_step") or 0})

@@ -161,8 +161,8 @@ def _download(uri: str, dest: Path, names: tuple[str, ...]) -> list[Path]:
 def collect(out: Path, run: Run, retrain: Run, pointer_before_retrain: Any, pointer_after: Any,
             size: int = 320) -> dict[str, Any]:
     """Everything the tables and the report show; call while the object store is up."""
-    from components._steps import DET_LABEL
-    from components._system_eval import detection_pairs, fetch_onnx
+    from components.steps.data import DET_LABEL
+    from components.steps.models import detection_pairs, fetch_onnx
     from ocr_core.storage.manifest import sync_down
 
     det = run.artifact("eval det", "result").get("results", {})
@@ -228,7 +228,7 @@ def run_demo(out: Path, size: DemoSize = DEMO, keep_store: bool = False) -> dict
     for d in ("kfp_root", "steps", "work", "raw") + (() if keep_store else ("s3",)):
         shutil.rmtree(out / d, ignore_errors=True)
     os.environ.setdefault("OCRFLOW_WORK_DIR", str(out / "work"))
-    from components._steps import POINTER, production_pointer
+    from components.steps.registry import POINTER, production_pointer
     from ocr_core.storage.client import open_store
     from ocr_core.storage.embedded import EmbeddedS3
     from ocr_core.storage.manifest import sync_up

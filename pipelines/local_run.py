@@ -113,7 +113,7 @@ def publish_local_weights(params: dict[str, Any], store_root: str) -> dict[str, 
     import shutil
     import tempfile
 
-    from components._steps import content_key
+    from components.steps.common import content_key
     from ocr_core.engine.checkpoint import file_sha256
     from ocr_core.errors import DataError
     from ocr_core.storage.manifest import is_published, sync_up

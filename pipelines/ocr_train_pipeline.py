@@ -55,7 +55,7 @@ DATA_RETRIES = 2
 def check_arguments(params: Mapping[str, Any]) -> None:
     """Reject run arguments the DAG cannot run, before anything starts (``ConfigError`` naming the
     parameter). The first step (``ingest``) checks the same on a cluster."""
-    from components._steps import check_det_recipe
+    from components.steps.train import check_det_recipe
 
     defaults = inspect.signature(ocr_train_pipeline.pipeline_func).parameters
 

@@ -1,6 +1,6 @@
 """A small raw labelled dataset in ICDAR layout, rendered synthetically (demo and tests).
 
-Layout (what the pipeline's ``ingest`` expects; see ``components/_steps.py``)::
+Layout (what the pipeline's ``ingest`` expects; see ``components/steps/data.py``)::
 
     det/{train,test}/images/img_<n>.jpg   det/{train,test}/gt/gt_img_<n>.txt   (ICDAR2015 det gt)
     rec/{train,test}/word_<n>.png         rec/{train,test}/gt.txt              (ICDAR word gt)

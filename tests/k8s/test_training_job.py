@@ -3,7 +3,7 @@
 The real ``kubernetes`` client talks to ``fake_apiserver.FakeCluster`` (API server + operator
 simulator that runs each replica as a local process with the operator's env); data and
 checkpoints live in an embedded SeaweedFS S3 server, whose keys reach the replicas through a
-Secret (``secretKeyRef``), as on a cluster. The job is what ``components._train.launch_training``
+Secret (``secretKeyRef``), as on a cluster. The job is what ``components.steps.train.run_workers``
 builds: ``build_pytorchjob(name, worker_program(...))`` with the Master + 1 Worker replicas training
 a tiny det model with gloo.
 """
@@ -19,9 +19,10 @@ from typing import Any
 import pytest
 import torch
 
-from components._steps import DET_LABEL, resolve_config
-from components._train import FAULT_ENV, stage_plan, worker_program
 from components.launcher.pytorchjob import build_pytorchjob
+from components.steps.common import resolve_config
+from components.steps.data import DET_LABEL
+from components.steps.train import FAULT_ENV, stage_plan, worker_program
 from tests.integration.det_fixtures import make_det_split
 
 CONFIG = "configs/det/det_mv3_db.yml"
@@ -72,7 +73,7 @@ def secret_cluster(cluster, s3):
 
 def _job(name: str, data_uri: str, out_uri: str, work: Path, overrides: list[str] = (),
          env: dict[str, str] | None = None, **kw: Any) -> dict[str, Any]:
-    """What ``launch_training(launcher="kubernetes")`` builds, plus per-test env."""
+    """What ``run_workers(launcher="kubernetes")`` builds, plus per-test env."""
     stage, data_ov = stage_plan("det", data_uri)
     program = worker_program(resolve_config(CONFIG), [*TINY, *data_ov, *overrides], stage, out_uri)
     pod_env = {"OCRFLOW_S3_ENDPOINT": os.environ["OCRFLOW_S3_ENDPOINT"], "AWS_REGION": os.environ["AWS_REGION"],

@@ -17,7 +17,7 @@ from tests.pipeline.tiny import tiny_params, tiny_teacher_init
 
 
 def test_whole_dag_locally_cml_recipe(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from components._steps import production_pointer
+    from components.steps.registry import production_pointer
     from ocr_core.storage.embedded import EmbeddedS3
     from ocr_core.storage.manifest import read_manifest, sync_up
     from pipelines.local_run import StepTimer, display_names, run_local
@@ -54,7 +54,7 @@ def test_whole_dag_locally_cml_recipe(tmp_path: Path, monkeypatch: pytest.Monkey
         assert "hmean" in pointer["metrics"]
         # the training DAG records what it trained on: the next check_new_data sees no new data
         assert pointer["data"] == {"uri": raw_m.prefix, "digest": raw_m.digest()}
-        from components._steps import new_data_decision
+        from components.steps.data import new_data_decision
 
         assert new_data_decision(raw_m.digest(), pointer)[0] is False
         assert json.dumps(pointer).count(s3.env["AWS_SECRET_ACCESS_KEY"]) == 0

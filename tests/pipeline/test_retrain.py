@@ -40,7 +40,7 @@ def _fake_model(root: Path, registry: str, part: str) -> str:
 
 def _publish_production(tmp: Path, registry: str, digest: str | None, version: str = "v1") -> dict:
     """A "production" model published through the real ``publish`` step (fake det/rec prefixes)."""
-    from components._steps import publish
+    from components.steps.registry import publish
 
     models = {p: _fake_model(tmp / f"models-{version}", registry, p) for p in ("det", "rec")}
     data = {"uri": "s3://x/raw", "digest": digest} if digest else None
@@ -49,7 +49,7 @@ def _publish_production(tmp: Path, registry: str, digest: str | None, version: s
 
 # ------------------------------------------------------------------------------ decision logic
 def test_decision_same_changed_and_no_production(tmp_path: Path) -> None:
-    from components._steps import check_new_data, dataset_digest
+    from components.steps.data import check_new_data, dataset_digest
 
     registry = str(tmp_path / "registry")
     raw = _raw(tmp_path / "raw")
@@ -69,7 +69,7 @@ def test_decision_same_changed_and_no_production(tmp_path: Path) -> None:
 
 
 def test_pointer_without_recorded_digest_means_new(tmp_path: Path) -> None:
-    from components._steps import new_data_decision
+    from components.steps.data import new_data_decision
 
     assert new_data_decision("d" * 64, None)[0]
     assert new_data_decision("d" * 64, {"version": "v0", "parts": {}})[0]  # published before digests existed
@@ -79,7 +79,7 @@ def test_pointer_without_recorded_digest_means_new(tmp_path: Path) -> None:
 
 def test_local_digest_equals_ingested_manifest_digest(tmp_path: Path) -> None:
     """A local directory hashes to the digest ``ingest`` publishes it with (published URI likewise)."""
-    from components._steps import dataset_digest, ingest
+    from components.steps.data import dataset_digest, ingest
 
     raw = _raw(tmp_path / "raw")
     published = ingest(str(raw), str(tmp_path / "store"))
@@ -87,7 +87,8 @@ def test_local_digest_equals_ingested_manifest_digest(tmp_path: Path) -> None:
 
 
 def test_record_trained_data_only_after_a_publish(tmp_path: Path) -> None:
-    from components._steps import check_new_data, production_pointer, record_trained_data
+    from components.steps.data import check_new_data
+    from components.steps.registry import production_pointer, record_trained_data
 
     registry = str(tmp_path / "registry")
     _publish_production(tmp_path, registry, None, "v1")
@@ -222,7 +223,7 @@ def _run_retrain(raw_uri: str, root: Path, env: dict, steps: dict[str, str]) -> 
 
 def test_skip_path_under_kfp_local(tmp_path: Path, local_s3) -> None:
     """Production was trained on digest D; the incoming data has digest D -> only the check runs."""
-    from components._steps import production_pointer
+    from components.steps.registry import production_pointer
     from ocr_core.storage.client import open_store
     from ocr_core.storage.manifest import sync_up
 

@@ -7,11 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from components import _steps as S
-from components import _train as T
-from components._gate import gate_decision
-from components._system_eval import match_e2e, prf
+from components.steps import data as D
+from components.steps import models as M
+from components.steps import registry as R
+from components.steps import train as T
+from components.steps.common import content_key
+from components.steps.registry import gate_decision
 from ocr_core.errors import ConfigError, DataError
+from ocr_core.metrics.e2e_metric import match_e2e, prf
 from pipelines.sample_data import make_raw_dataset
 from pipelines.submit import parse_params
 
@@ -44,7 +47,7 @@ def test_gate_from_scratch_publishes_on_the_candidate_alone() -> None:
 
 
 def test_start_pair_fills_parts_trained_from_scratch_with_the_candidate() -> None:
-    from components._system_eval import start_pair
+    from components.steps.registry import start_pair
 
     cand = {"det": "s3://b/cand-det", "rec": "s3://b/cand-rec"}
     assert start_pair(cand, {"det": "", "rec": ""}) is None  # from scratch: no champion but production
@@ -86,12 +89,12 @@ def test_gate_component_keeps_a_candidate_worse_than_the_start_model(tmp_path: P
 def test_det_recipe_arguments_fail_fast() -> None:
     from pipelines.ocr_train_pipeline import check_arguments
 
-    S.check_det_recipe("finetune")
-    S.check_det_recipe("cml", "s3://b/teacher-init")
+    T.check_det_recipe("finetune")
+    T.check_det_recipe("cml", "s3://b/teacher-init")
     with pytest.raises(ConfigError, match="det_recipe=cml needs det_teacher_init_uri"):
-        S.check_det_recipe("cml", "")
+        T.check_det_recipe("cml", "")
     with pytest.raises(ConfigError, match="det_recipe must be one of finetune, cml"):
-        S.check_det_recipe("dml")
+        T.check_det_recipe("dml")
     check_arguments({"raw_data_uri": "x"})  # the defaults: finetune
     with pytest.raises(ConfigError, match="det_teacher_init_uri"):
         check_arguments({"raw_data_uri": "x", "det_recipe": "cml"})
@@ -125,8 +128,8 @@ def test_pipeline_run_cml_without_teacher_init_exits_before_starting(monkeypatch
 
 
 def test_content_key_is_stable_and_sensitive() -> None:
-    assert S.content_key("a", [1, 2], {"x": 1}) == S.content_key("a", [1, 2], {"x": 1})
-    assert S.content_key("a", [1, 2]) != S.content_key("a", [2, 1])
+    assert content_key("a", [1, 2], {"x": 1}) == content_key("a", [1, 2], {"x": 1})
+    assert content_key("a", [1, 2]) != content_key("a", [2, 1])
 
 
 def test_match_e2e_counts_dont_care_and_text() -> None:
@@ -147,7 +150,7 @@ def test_stage_plan_and_worker_program() -> None:
     assert "Architecture.Models.Student.pretrained=${init}/model.pt" in ov
     assert "Architecture.Models.Teacher.pretrained=${teacher}/model.pt" in ov
     prog = T.worker_program("cfg.yml", ["A.b=1"], stage, "s3://b/runs/k/step")
-    assert prog[:3] == ["-m", "components._train", "worker"]
+    assert prog[:3] == ["-m", "components.steps.train", "worker"]
     assert prog[prog.index("--") + 1:] == ["-c", "cfg.yml", "-o", "A.b=1"]
     rec_stage, rec_ov = T.stage_plan("rec", "s3://b/l")
     assert rec_stage == {"data": "s3://b/l"} and rec_ov == ["Train.dataset.data_dir=${data}/train",
@@ -167,31 +170,31 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 def test_data_steps(store: tuple[Path, Path]) -> None:
     root, raw = store
-    m_raw = S.ingest(str(raw), str(root))
-    assert m_raw.kind == "raw-dataset" and S.ingest(m_raw.prefix, str(root)).digest() == m_raw.digest()
-    ds = S.convert_labels(m_raw.prefix, str(root / "datasets" / "d"))
+    m_raw = D.ingest(str(raw), str(root))
+    assert m_raw.kind == "raw-dataset" and D.ingest(m_raw.prefix, str(root)).digest() == m_raw.digest()
+    ds = D.convert_labels(m_raw.prefix, str(root / "datasets" / "d"))
     assert ds.counts["det_train_images"] == 2 and ds.counts["rec_test_words"] == 2
     label = (root / "datasets" / "d" / "det" / "train_label.txt").read_text().splitlines()[0]
     assert label.startswith("det/train/images/img_1.jpg\t") and json.loads(label.split("\t", 1)[1])
-    stats = S.validate_dataset(ds.prefix, 0.0)
+    stats = D.validate_dataset(ds.prefix, 0.0)
     assert stats["error_ratio"] == 0.0 and stats["rec_train_lines"] == 4.0
-    lm = S.build_rec_lmdb(ds.prefix, str(root / "datasets" / "d-lmdb"))
+    lm = D.build_rec_lmdb(ds.prefix, str(root / "datasets" / "d-lmdb"))
     assert lm.counts["train_samples"] == 4 and lm.counts["test_samples"] == 2
     # LMDB bytes are not reproducible: the published LMDBs of the same dataset are reused (stable digest)
-    assert S.build_rec_lmdb(ds.prefix, str(root / "datasets" / "d-lmdb")).digest() == lm.digest()
+    assert D.build_rec_lmdb(ds.prefix, str(root / "datasets" / "d-lmdb")).digest() == lm.digest()
 
 
 def test_validate_fails_above_threshold(store: tuple[Path, Path], tmp_path: Path) -> None:
     root, raw = store
-    ds = S.convert_labels(S.ingest(str(raw), str(root)).prefix, str(tmp_path / "bad"))
+    ds = D.convert_labels(D.ingest(str(raw), str(root)).prefix, str(tmp_path / "bad"))
     label = tmp_path / "bad" / "rec" / "train_label.txt"
     label.write_text(label.read_text() + "rec/train/missing.png\tabc\n")
     from ocr_core.storage.manifest import sync_up
 
     sync_up(tmp_path / "bad", str(tmp_path / "bad2"), quiet=True)
     with pytest.raises(DataError, match="bad label lines"):
-        S.validate_dataset(str(tmp_path / "bad2"), 0.0)
-    assert S.validate_dataset(str(tmp_path / "bad2"), 0.2)["error_ratio"] == pytest.approx(1 / 10)
+        D.validate_dataset(str(tmp_path / "bad2"), 0.0)
+    assert D.validate_dataset(str(tmp_path / "bad2"), 0.2)["error_ratio"] == pytest.approx(1 / 10)
     del ds
 
 
@@ -199,14 +202,14 @@ def test_publish_and_pointer(tmp_path: Path) -> None:
     from ocr_core.storage.manifest import sync_up
 
     reg = str(tmp_path / "reg")
-    assert S.production_pointer(reg, "m") is None
+    assert R.production_pointer(reg, "m") is None
     for part in ("det", "rec"):
         (tmp_path / part).mkdir()
         (tmp_path / part / "model.onnx").write_bytes(part.encode())
         sync_up(tmp_path / part, str(tmp_path / "src" / part), kind="onnx-model", quiet=True,
                 extra={"onnx": "model.onnx"})
-    ptr = S.publish({p: str(tmp_path / "src" / p) for p in ("det", "rec")}, reg, "m", "v1", {"hmean": 0.5})
-    assert S.production_pointer(reg, "m") == ptr
+    ptr = R.publish({p: str(tmp_path / "src" / p) for p in ("det", "rec")}, reg, "m", "v1", {"hmean": 0.5})
+    assert R.production_pointer(reg, "m") == ptr
     assert (tmp_path / "reg" / "models" / "m" / "v1" / "rec" / "model.onnx").read_bytes() == b"rec"
 
 
@@ -224,8 +227,8 @@ def test_evaluate_models_puts_foreign_rec_configs_on_the_staged_lmdb(store: tupl
     from tests.integration.det_fixtures import ROOT
 
     root, raw = store
-    ds = S.convert_labels(S.ingest(str(raw), str(root)).prefix, str(tmp_path / "d"))
-    lm = S.build_rec_lmdb(ds.prefix, str(tmp_path / "d-lmdb"))
+    ds = D.convert_labels(D.ingest(str(raw), str(root)).prefix, str(tmp_path / "d"))
+    lm = D.build_rec_lmdb(ds.prefix, str(tmp_path / "d-lmdb"))
     cfg = load_config(ROOT / "configs/rec/rec_icdar15_train.yml")
     assert cfg["Eval"]["dataset"]["name"] == "SimpleDataSet"
     charset = load_charset(cfg)
@@ -237,6 +240,6 @@ def test_evaluate_models_puts_foreign_rec_configs_on_the_staged_lmdb(store: tupl
         "config": public_config(cfg), "charset": None, "epoch": 0, "global_step": 0})
     ots = sync_up(tmp_path / "ots", str(tmp_path / "ots-pub"), kind="model", quiet=True,
                   extra={"checkpoint": "model.pt"})
-    results = S.evaluate_models("rec", lm.prefix, {"off_the_shelf": ots.prefix})
+    results = M.evaluate_models("rec", lm.prefix, {"off_the_shelf": ots.prefix})
     assert set(results["off_the_shelf"]) >= {"acc", "norm_edit_dis"}
     assert 0.0 <= results["off_the_shelf"]["acc"] <= 1.0

@@ -1,10 +1,12 @@
-"""Training as a pipeline step: launch workers (local processes or a PyTorchJob) that stage data in.
+"""Training steps: the stage plan, launching the workers, and the worker itself.
 
-Every rank runs the same worker command, ``python -m components._train worker --stage data=URI ...
---out-uri URI -- -c CONFIG -o ...``: it downloads each staged prefix (a per-node cache), puts the
-local paths into the ``${name}`` placeholders of the overrides, resumes from ``latest.pt`` under
-``--out-uri`` when a previous attempt left one, runs ``ocrflow train`` and, on rank 0, uploads the
-checkpoints (``latest.pt`` while training, everything + manifest at the end).
+Every rank runs the same worker command, ``python -m components.steps.train worker --stage
+data=URI ... --out-uri URI -- -c CONFIG -o ...``: it downloads each staged prefix (a per-node
+cache), puts the local paths into the ``${name}`` placeholders of the overrides, resumes from
+``latest.pt`` under ``--out-uri`` when a previous attempt left one, runs ``ocrflow train`` and, on
+rank 0, uploads the checkpoints (``latest.pt`` while training, everything + manifest at the end).
+The workers run as loopback processes (``launcher=local``), a PyTorchJob (``kubernetes``) or in
+this process (``inprocess``).
 """
 
 from __future__ import annotations
@@ -20,33 +22,34 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from components._steps import content_key, log, resolve_config, scratch
+from components.steps.common import config_digest, content_key, log, resolve_config, scratch
+from components.steps.data import data_overrides
+from ocr_core.errors import ConfigError
 from ocr_core.storage.client import open_store
 from ocr_core.storage.manifest import Manifest, is_published, read_manifest, sync_down, sync_up
 from ocr_core.storage.uri import join_uri
 
 LAUNCHERS = ("local", "kubernetes", "inprocess")
+DET_RECIPES = ("finetune", "cml")  # the training DAG's det_recipe values (pipelines/ocr_train_pipeline.py)
 _PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")  # ${data}: not kubelet's $(VAR)
 
 
 def train_key(config: str, overrides: Sequence[str], stage: Mapping[str, str], digests: Mapping[str, str],
               epochs: int, workers: int) -> str:
     """Content key of a training step: config file + overrides + staged manifests' digests."""
-    from components._steps import config_digest
-
     return content_key(config_digest(config, overrides), sorted(overrides), sorted(stage), dict(digests),
                        epochs, workers)
 
 
 def worker_program(config: str, overrides: Sequence[str], stage: Mapping[str, str], out_uri: str) -> list[str]:
     """The Python program each rank runs (``build_pytorchjob``/``run_local`` add the interpreter)."""
-    prog = ["-m", "components._train", "worker", "--out-uri", out_uri]
+    prog = ["-m", "components.steps.train", "worker", "--out-uri", out_uri]
     for name, uri in sorted(stage.items()):
         prog += ["--stage", f"{name}={uri}"]
     return [*prog, "--", "-c", config, *(["-o", *overrides] if overrides else [])]
 
 
-def launch_training(program: list[str], *, launcher: str, workers: int, gpus: int, name: str,
+def run_workers(program: list[str], *, launcher: str, workers: int, gpus: int, name: str,
                     image: str | None = None, namespace: str = "default", secret: str = "") -> None:
     """Run ``program`` on ``workers`` nodes: loopback processes, a PyTorchJob, or in this process."""
     if launcher == "inprocess":
@@ -70,7 +73,7 @@ def launch_training(program: list[str], *, launcher: str, workers: int, gpus: in
         raise ValueError(f"launcher must be one of {LAUNCHERS}, got {launcher!r}")
 
 
-def train(config: str, overrides: Sequence[str], stage: Mapping[str, str], run_root: str, step: str, *,
+def launch_training_step(config: str, overrides: Sequence[str], stage: Mapping[str, str], run_root: str, step: str, *,
           launcher: str = "local", workers: int = 1, gpus: int = 0, epochs: int = 0,
           image: str | None = None, namespace: str = "default", secret: str = "") -> Manifest:
     """Train ``config`` on the staged prefixes; checkpoints land in ``<run_root>/runs/<key>/<step>``.
@@ -88,9 +91,24 @@ def train(config: str, overrides: Sequence[str], stage: Mapping[str, str], run_r
         log.info("%s: reusing the finished run at %s", step, out_uri)
         return read_manifest(out_uri)
     name = f"ocrflow-{step.replace('_', '-')}-{key[:8]}"
-    launch_training(worker_program(resolve_config(config), overrides, stage, out_uri), launcher=launcher, workers=workers,
+    run_workers(worker_program(resolve_config(config), overrides, stage, out_uri), launcher=launcher, workers=workers,
                     gpus=gpus, name=name, image=image, namespace=namespace, secret=secret)
     return read_manifest(out_uri)
+
+
+def check_det_recipe(det_recipe: str, det_teacher_init_uri: str = "") -> None:
+    """Fail fast on a detection recipe the DAG cannot run (before any data is moved or trained).
+
+    ``cml`` trains a DML teacher first; it needs weights to start from (``det_teacher_init_uri``):
+    an extracted DML teacher, an official distillation checkpoint or ImageNet backbones.
+    """
+    if det_recipe not in DET_RECIPES:
+        raise ConfigError(f"det_recipe must be one of {', '.join(DET_RECIPES)}, got {det_recipe!r}")
+    if det_recipe == "cml" and not det_teacher_init_uri:
+        raise ConfigError("det_recipe=cml needs det_teacher_init_uri: a model prefix (model.pt) that initialises "
+                          "the DML teacher's roles (an extracted DML teacher, the official distillation weights "
+                          "converted with `ocrflow weights import-paddle`, or ImageNet backbones); "
+                          "or use det_recipe=finetune")
 
 
 def stage_plan(model_type: str, data_uri: str, init_uri: str = "", init_keys: Sequence[str] = (), teacher_uri: str = "",
@@ -101,8 +119,6 @@ def stage_plan(model_type: str, data_uri: str, init_uri: str = "", init_keys: Se
     (``Global.pretrained_model`` or ``Architecture.Models.<role>.pretrained``); ``teacher_uri``
     (an extracted teacher) goes into ``teacher_key``. Both prefixes hold ``model.pt``.
     """
-    from components._steps import data_overrides
-
     stage, overrides = {"data": data_uri}, data_overrides(model_type, "${data}")
     if init_uri:
         stage["init"] = init_uri
@@ -171,7 +187,7 @@ def worker_main(argv: Sequence[str]) -> int:
     """One rank: stage in, (resume,) train, upload (rank 0)."""
     from ocr_core.train import run as train_run
 
-    p = argparse.ArgumentParser(prog="components._train worker")
+    p = argparse.ArgumentParser(prog="components.steps.train worker")
     p.add_argument("--out-uri", required=True)
     p.add_argument("--stage", action="append", default=[], metavar="NAME=URI")
     p.add_argument("train_args", nargs=argparse.REMAINDER)
@@ -218,5 +234,5 @@ def _add_overrides(train_args: list[str], extra: list[str]) -> list[str]:
 
 if __name__ == "__main__":
     if sys.argv[1:2] != ["worker"]:
-        sys.exit("usage: python -m components._train worker --out-uri URI [--stage NAME=URI ...] -- -c CFG [-o ...]")
+        sys.exit("usage: python -m components.steps.train worker --out-uri URI [--stage NAME=URI ...] -- -c CFG [-o ...]")
     sys.exit(worker_main(sys.argv[2:]))

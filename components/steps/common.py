@@ -1,0 +1,63 @@
+"""What every pipeline step shares: content keys, scratch directories, config paths, manifests."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ocr_core.errors import DataError
+from ocr_core.storage.manifest import Manifest, sync_down
+
+log = logging.getLogger("ocrflow.pipeline")
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def content_key(*parts: Any) -> str:
+    """sha256 over JSON-encoded ``parts``: the run id / cache key of a step (inputs -> key)."""
+    h = hashlib.sha256()
+    for p in parts:
+        h.update(json.dumps(p, sort_keys=True, default=str).encode())
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def manifest_info(m: Manifest) -> dict[str, Any]:
+    """What a step hands to the next one: URI, digest, counts and the manifest's extra."""
+    return {"uri": m.prefix, "digest": m.digest(), "kind": m.kind, "counts": dict(m.counts),
+            "extra": dict(m.extra)}
+
+
+def scratch(name: str) -> Path:
+    """A fresh local working directory for one step (under ``$OCRFLOW_WORK_DIR`` when set)."""
+    root = os.environ.get("OCRFLOW_WORK_DIR") or None
+    if root:
+        Path(root).mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f"ocrflow-{name}-", dir=root))
+
+
+def resolve_config(config: str) -> str:
+    """A config path as given when it exists, else relative to the source tree (or image workdir)."""
+    for cand in (Path(config), REPO_ROOT / config, Path("/opt/ocrflow") / config):
+        if cand.is_file():
+            return str(cand.resolve())
+    raise DataError(f"config file not found: {config} (looked in ., {REPO_ROOT}, /opt/ocrflow)")
+
+
+def config_digest(config: str, overrides: Sequence[str] = ()) -> str:
+    """Hash of the resolved config (file + overrides), as ``ocr_core.config.config_hash``."""
+    from ocr_core.config import config_hash, load_config
+
+    return config_hash(load_config(resolve_config(config), list(overrides)))
+
+
+def fetch_checkpoint(model_uri: str, dest: Path) -> Path:
+    """Download a model prefix and return the local path of its checkpoint."""
+    m = sync_down(model_uri, dest, quiet=True)
+    return dest / str(m.extra.get("checkpoint") or "model.pt")
