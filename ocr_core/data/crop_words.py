@@ -33,7 +33,7 @@ from ocr_core.data.icdar import (
 )
 from ocr_core.data.label_io import read_label_lines
 from ocr_core.errors import DataError
-from ocr_core.observability.progress import progress as progress_bar
+from ocr_core.progress import progress as progress_bar
 
 DONT_CARE = "###"
 CROP_EXTS = ("png", "jpg")

@@ -27,7 +27,7 @@ from ocr_core.data.label_io import (
     split_label_line,
 )
 from ocr_core.errors import DataError
-from ocr_core.observability.progress import progress
+from ocr_core.progress import progress
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 BOM = "\ufeff"

@@ -20,7 +20,7 @@ import lmdb
 from ocr_core.data.label_io import LineError, image_path, read_label_lines
 from ocr_core.data.validate import Issue, check_line, read_image_size
 from ocr_core.errors import DataError
-from ocr_core.observability.progress import progress as progress_bar
+from ocr_core.progress import progress as progress_bar
 
 _CHUNK = 256  # samples per write transaction
 

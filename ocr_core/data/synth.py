@@ -24,7 +24,7 @@ import numpy as np
 
 from ocr_core.data.synth_scenes import DOMAINS, render_det_sample, render_word
 from ocr_core.errors import DataError
-from ocr_core.observability.progress import progress
+from ocr_core.progress import progress
 
 VERSION = 1
 JPEG_QUALITY = 92

@@ -341,7 +341,7 @@ def validate_labels(
     Raises:
         DataError: if a label file cannot be read.
     """
-    from ocr_core.observability.progress import progress as progress_bar
+    from ocr_core.progress import progress as progress_bar
 
     files = [label_files] if isinstance(label_files, str) else list(label_files)
     if mode not in ("det", "rec"):

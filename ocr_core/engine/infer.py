@@ -19,7 +19,7 @@ from ocr_core.engine import checkpoint as ckpt_mod
 from ocr_core.engine.distributed import unwrap
 from ocr_core.engine.loop import autocast_context
 from ocr_core.errors import ConfigError, DataError
-from ocr_core.observability.progress import progress
+from ocr_core.progress import progress
 
 log = logging.getLogger("ocrflow")
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif"}

@@ -21,7 +21,7 @@ from torch import nn
 
 from ocr_core.engine.distributed import all_reduce_sum, unwrap
 from ocr_core.errors import OCRFlowError
-from ocr_core.observability.progress import progress
+from ocr_core.progress import progress
 
 log = logging.getLogger("ocrflow")
 

@@ -121,7 +121,7 @@ class Manifest:
 
 
 def _progress(total: int, desc: str, quiet: bool) -> Any:
-    from ocr_core.observability.progress import progress
+    from ocr_core.progress import progress
 
     return progress(total=total, desc=desc, unit="file", disable=quiet)
 

@@ -16,7 +16,6 @@ import pytest
 from ocr_core.observability import metrics as metrics_mod
 from ocr_core.observability.metrics import TrainingMetrics, bind_address, port_for_rank, resolve_port
 from ocr_core.observability.plots import write_curves
-from ocr_core.observability.progress import progress
 from ocr_core.observability.report import training_report, write_report
 from ocr_core.observability.visualize import (
     BLUE,
@@ -27,6 +26,7 @@ from ocr_core.observability.visualize import (
     RecErrorVisualizer,
     draw_det_eval,
 )
+from ocr_core.progress import progress
 
 LB = {"job": "j1", "role": "train", "rank": "0"}
 
