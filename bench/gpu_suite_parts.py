@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from ocr_core.config import load_config
-from ocr_core.config.schema import OptimizerConfig, check_dataclass
+from ocr_core.config.schema import OptimizerConfig
 from ocr_core.data.icdar import convert_det_gt_dir
 from ocr_core.data.loader import build_dataloader, collate_batch
 from ocr_core.data.synth import synth_det, synth_rec
@@ -37,6 +37,7 @@ from ocr_core.engine.program import build_post_process_from, load_charset, wire_
 from ocr_core.losses import build_loss
 from ocr_core.metrics import build_metric
 from ocr_core.modeling import build_model
+from ocr_core.registry import check_dataclass
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = {

@@ -6,12 +6,14 @@ imports them only on first lookup, so importing ``ocr_core`` stays cheap.
 
 Config sections name a member with ``name:`` (or, for transform lists, the single mapping key);
 the remaining keys are constructor keyword arguments. :func:`check_kwargs` validates them
-against the constructor's signature so unknown keys and wrong types fail with the key path.
+against the constructor's signature so unknown keys and wrong types fail with the key path;
+:func:`check_dataclass` does the same for a config section typed by a dataclass.
 """
 
 from __future__ import annotations
 
 import collections.abc
+import dataclasses
 import importlib
 import importlib.util
 import inspect
@@ -177,3 +179,23 @@ def check_kwargs(cls: Any, kwargs: dict[str, Any], where: str, skip: set[str] | 
     ]
     if missing:
         raise ConfigError(f"missing required key(s): {', '.join(missing)}", where)
+
+
+def check_dataclass(cls: type, data: Any, where: str) -> Any:
+    """Validate ``data`` against dataclass ``cls`` and return an instance."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"expected a mapping, got {type(data).__name__}", where)
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    for key, value in data.items():
+        if str(key).startswith("_"):
+            continue
+        if key not in names:
+            raise ConfigError(f"unknown key {key!r}; known keys: {', '.join(sorted(names))}", f"{where}.{key}")
+        if not _type_ok(value, hints[key]):
+            raise ConfigError(
+                f"expected {_hint_name(hints[key])}, got {type(value).__name__} {value!r}", f"{where}.{key}"
+            )
+    return cls(**{k: v for k, v in data.items() if not str(k).startswith("_")})

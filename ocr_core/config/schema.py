@@ -1,20 +1,19 @@
 """Typed validation of a resolved config.
 
-``Global``, ``Optimizer`` and the data ``loader`` sections are dataclasses here. Sections that
-name a registered component (``Architecture.Backbone``, ``Loss``, ``PostProcess``, ``Metric``,
-``Train.dataset`` and every transform) are checked against that component's constructor
-signature. Every error names the key path and the config file.
+``Global`` and ``Optimizer`` are dataclasses here (``LoaderConfig``, the data ``loader`` section,
+lives with the loader in :mod:`ocr_core.data.loader`). Sections that name a registered component
+(``Architecture.Backbone``, ``Loss``, ``PostProcess``, ``Metric``, ``Train.dataset`` and every
+transform) are checked against that component's constructor signature. Every error names the key
+path and the config file.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import typing
 from dataclasses import dataclass, field
 from typing import Any, Union
 
 from ocr_core.errors import ConfigError
-from ocr_core.registry import _hint_name, _type_ok, check_kwargs
+from ocr_core.registry import check_dataclass, check_kwargs
 
 SECTIONS = ("Global", "Architecture", "Loss", "Optimizer", "PostProcess", "Metric", "Train", "Eval")
 
@@ -78,18 +77,6 @@ class GlobalConfig:
     use_mlu: bool = False
 
 
-@dataclass
-class LoaderConfig:
-    """``Train.loader`` / ``Eval.loader``."""
-
-    shuffle: bool = False
-    drop_last: bool = False
-    batch_size_per_card: int = 1
-    num_workers: int = 0
-    use_shared_memory: bool = True
-    collate_fn: str | None = None
-    persistent_workers: bool = False
-
 
 @dataclass
 class LRConfig:
@@ -136,24 +123,6 @@ class OptimizerConfig:
     regularizer: dict[str, Any] | None = None
 
 
-def check_dataclass(cls: type, data: Any, where: str) -> Any:
-    """Validate ``data`` against dataclass ``cls`` and return an instance."""
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"expected a mapping, got {type(data).__name__}", where)
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    for key, value in data.items():
-        if str(key).startswith("_"):
-            continue
-        if key not in names:
-            raise ConfigError(f"unknown key {key!r}; known keys: {', '.join(sorted(names))}", f"{where}.{key}")
-        if not _type_ok(value, hints[key]):
-            raise ConfigError(
-                f"expected {_hint_name(hints[key])}, got {type(value).__name__} {value!r}", f"{where}.{key}"
-            )
-    return cls(**{k: v for k, v in data.items() if not str(k).startswith("_")})
 
 
 def parse_global(cfg: dict[str, Any]) -> GlobalConfig:
@@ -224,6 +193,8 @@ def _check_data_section(sec: Any, where: str) -> None:
         (op_name, op_args), = op.items()
         cls = TRANSFORMS.get(op_name, op_where)
         check_kwargs(cls, op_args or {}, f"{op_where}.{op_name}")
+    from ocr_core.data.loader import LoaderConfig
+
     check_dataclass(LoaderConfig, sec.get("loader"), f"{where}.loader")
 
 

@@ -16,6 +16,7 @@ import inspect
 import logging
 import math
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any, Optional
 
 import numpy as np
@@ -23,9 +24,22 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from ocr_core.errors import ConfigError
-from ocr_core.registry import check_kwargs
+from ocr_core.registry import check_dataclass, check_kwargs
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass
+class LoaderConfig:
+    """``Train.loader`` / ``Eval.loader``."""
+
+    shuffle: bool = False
+    drop_last: bool = False
+    batch_size_per_card: int = 1
+    num_workers: int = 0
+    use_shared_memory: bool = True
+    collate_fn: str | None = None
+    persistent_workers: bool = False
 
 
 def _forward_epoch(dataset: Any, epoch: int) -> None:
@@ -132,7 +146,6 @@ def build_dataloader(
     Raises:
         ConfigError: for a missing/invalid section, naming the key path.
     """
-    from ocr_core.config.schema import LoaderConfig, check_dataclass
     from ocr_core.data import DATASETS
 
     if mode not in ("Train", "Eval"):

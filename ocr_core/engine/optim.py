@@ -25,8 +25,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from ocr_core.config.schema import LRConfig, OptimizerConfig, RegularizerConfig, check_dataclass
+from ocr_core.config.schema import LRConfig, OptimizerConfig, RegularizerConfig
 from ocr_core.errors import ConfigError
+from ocr_core.registry import check_dataclass
 
 log = logging.getLogger("ocrflow")
 
