@@ -168,7 +168,7 @@ def run_model(kind: str, args: argparse.Namespace, labels: Path, data_dir: str, 
 
 def plain_weights(src: Path, dst: Path) -> Path:
     """The final model as a weights-only checkpoint (no optimizer state): small enough to copy back."""
-    from ocr_core.engine.checkpoint import load_checkpoint, save_checkpoint
+    from ocr_core.weights.checkpoint import load_checkpoint, save_checkpoint
 
     ck = load_checkpoint(src)
     keep = ("model", "architecture", "model_type", "config", "charset", "epoch", "global_step", "best_metric")

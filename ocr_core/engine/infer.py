@@ -15,11 +15,11 @@ import cv2
 import numpy as np
 import torch
 
-from ocr_core.engine import checkpoint as ckpt_mod
 from ocr_core.engine.distributed import unwrap
 from ocr_core.engine.loop import autocast_context
 from ocr_core.errors import ConfigError, DataError
 from ocr_core.progress import progress
+from ocr_core.weights import checkpoint as ckpt_mod
 
 log = logging.getLogger("ocrflow")
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif"}

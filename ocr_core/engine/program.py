@@ -22,7 +22,6 @@ from torch import nn
 
 from ocr_core.config import dump_config, parse_global, public_config, validate_config
 from ocr_core.config.schema import GlobalConfig, OptimizerConfig
-from ocr_core.engine import checkpoint as ckpt_mod
 from ocr_core.engine.distributed import (
     DistInfo,
     all_gather_object,
@@ -37,6 +36,7 @@ from ocr_core.errors import ConfigError
 from ocr_core.observability.logging import setup_logger
 from ocr_core.observability.metrics import TrainingMetrics
 from ocr_core.registry import check_dataclass
+from ocr_core.weights import checkpoint as ckpt_mod
 
 log = logging.getLogger("ocrflow")
 GLOBAL_INJECT = ("character_dict_path", "use_space_char", "max_text_length")

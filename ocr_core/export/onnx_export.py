@@ -111,9 +111,9 @@ def _strip_role(state: dict[str, torch.Tensor], role: Optional[str]) -> dict[str
 def load_export_model(cfg: dict[str, Any], checkpoint: Optional[str] = None,
                       role: Optional[str] = None) -> ExportedModel:
     """Build the (role's) model from ``cfg``, load ``checkpoint`` strictly, switch to export mode."""
-    from ocr_core.engine import checkpoint as ckpt_mod
     from ocr_core.engine.program import load_charset, wire_rec_heads
     from ocr_core.modeling import build_model
+    from ocr_core.weights import checkpoint as ckpt_mod
 
     arch, role = role_architecture(cfg, role)
     model_type = arch.get("model_type") or "det"

@@ -14,8 +14,8 @@ import torch
 
 from ocr_core.cli import main as cli
 from ocr_core.config import dump_config
-from ocr_core.engine.checkpoint import load_checkpoint
 from ocr_core.engine.program import train
+from ocr_core.weights.checkpoint import load_checkpoint
 from tests.integration.det_fixtures import ROOT, det_config, make_det_split
 
 

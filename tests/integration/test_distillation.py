@@ -24,8 +24,8 @@ import torch
 from ocr_core.cli import main as cli_main
 from ocr_core.config import dump_config, load_config
 from ocr_core.data.icdar import convert_det_gt_dir
-from ocr_core.engine.checkpoint import load_checkpoint
 from ocr_core.engine.program import evaluate_config, train
+from ocr_core.weights.checkpoint import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[2]
 V3 = ROOT / "configs/det/ch_PP-OCRv3"
@@ -106,7 +106,7 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 @pytest.fixture(scope="module")
 def official(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The official PP-OCRv3 student (``ocrflow weights import-ppocrv3 --kind det``)."""
-    from ocr_core.export.ppocr_weights import WeightsImportError, import_ppocrv3
+    from ocr_core.weights.ppocr_weights import WeightsImportError, import_ppocrv3
 
     try:
         return import_ppocrv3("det", tmp_path_factory.mktemp("official") / "ppocrv3_det.pt").checkpoint

@@ -16,11 +16,11 @@ import yaml
 
 from ocr_core.cli import main
 from ocr_core.config import load_config
-from ocr_core.engine.checkpoint import save_checkpoint
 from ocr_core.export import metadata as md
 from ocr_core.export.onnx_export import export_onnx, load_export_model, op_counts
 from ocr_core.export.parity import check_parity
 from ocr_core.modeling import build_model
+from ocr_core.weights.checkpoint import save_checkpoint
 
 ROOT = Path(__file__).resolve().parents[2]
 DET_CONFIGS = {"det_mv3_db": "configs/det/det_mv3_db.yml",
@@ -177,7 +177,7 @@ def test_tensorrt_without_gpu_exits_3(tmp_path: Path, capsys: pytest.CaptureFixt
 
 @pytest.fixture(scope="module")
 def official(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    from ocr_core.export import ppocr_weights as pw
+    from ocr_core.weights import ppocr_weights as pw
 
     try:
         wheel = pw.fetch_rapidocr_wheel()
@@ -229,8 +229,8 @@ def test_det_metric_gate_official_weights(tmp_path: Path, official: dict[str, Pa
 
 
 def test_text_system_official_weights(tmp_path: Path, official: dict[str, Path]) -> None:
-    from ocr_core.engine.checkpoint import load_checkpoint
     from ocr_core.export.predictors import DetPredictor, RecPredictor, TextSystem
+    from ocr_core.weights.checkpoint import load_checkpoint
 
     det_cfg = load_config(ROOT / DET_CONFIGS["ppocrv3_student"])
     export_onnx(det_cfg, tmp_path / "det", checkpoint=str(official["det"]))

@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.mark.slow
 def test_recipe_dry_run(tmp_path: Path) -> None:
-    from ocr_core.export.ppocr_weights import WeightsImportError, fetch_rapidocr_wheel, import_ppocrv3
+    from ocr_core.weights.ppocr_weights import WeightsImportError, fetch_rapidocr_wheel, import_ppocrv3
     from pipelines.sample_data import make_raw_dataset
 
     try:

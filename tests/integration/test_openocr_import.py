@@ -22,8 +22,8 @@ import torch
 
 from ocr_core.cli import main as cli_main
 from ocr_core.config import load_config, validate_config
-from ocr_core.engine.checkpoint import CheckpointError, load_checkpoint
 from ocr_core.modeling import build_model
+from ocr_core.weights.checkpoint import CheckpointError, load_checkpoint
 from tests.integration.det_fixtures import ROOT, det_config, make_det_split
 
 REPVIT_CFG = ROOT / "configs/det/dbnet/repvit_db.yml"
@@ -141,7 +141,7 @@ def test_import_openocr_layout_round_trip_and_strictness(tmp_path: Path) -> None
     # A missing tensor is refused (strict) and named.
     broken = {k: v for k, v in state.items() if k != "neck.ins_conv.0.in_conv.weight"}
     torch.save({"state_dict": broken}, tmp_path / "b.pth")
-    from ocr_core.export.openocr_import import import_openocr
+    from ocr_core.weights.openocr_import import import_openocr
 
     with pytest.raises(CheckpointError, match="neck.ins_conv.0.in_conv.weight|missing"):
         import_openocr(tmp_path / "b.pth", tmp_path / "b.pt")

@@ -20,9 +20,9 @@ import torch
 
 from ocr_core.cli import main as cli_main
 from ocr_core.config import load_config
-from ocr_core.engine.checkpoint import CheckpointError, save_checkpoint, training_only_prefixes
 from ocr_core.engine.program import evaluate_config, load_for_run, prepare, wire_rec_heads
 from ocr_core.modeling import build_model
+from ocr_core.weights.checkpoint import CheckpointError, save_checkpoint, training_only_prefixes
 from tests.integration.det_fixtures import make_det_split
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -119,7 +119,7 @@ def test_training_partial_load_warns_and_strict_refuses(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def ppocrv3_rec(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from ocr_core.export.ppocr_weights import WeightsImportError, fetch_rapidocr_wheel, import_ppocrv3
+    from ocr_core.weights.ppocr_weights import WeightsImportError, fetch_rapidocr_wheel, import_ppocrv3
 
     try:
         wheel = fetch_rapidocr_wheel()

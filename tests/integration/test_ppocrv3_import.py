@@ -18,18 +18,18 @@ import pytest
 import torch
 
 from ocr_core.cli import main as cli_main
-from ocr_core.engine.checkpoint import file_sha256, load_checkpoint
-from ocr_core.export import ppocr_weights
-from ocr_core.export.layer_match import LayerMatchError, canonical_order, load_matched
-from ocr_core.export.onnx_weights import read_onnx_layers
-from ocr_core.export.ppocr_weights import (
+from ocr_core.modeling import build_model
+from ocr_core.weights import ppocr_weights
+from ocr_core.weights.checkpoint import file_sha256, load_checkpoint
+from ocr_core.weights.layer_match import LayerMatchError, canonical_order, load_matched
+from ocr_core.weights.onnx_weights import read_onnx_layers
+from ocr_core.weights.ppocr_weights import (
     WeightsImportError,
     extract_onnx,
     fetch_rapidocr_wheel,
     import_ppocrv3,
     ppocrv3_architecture,
 )
-from ocr_core.modeling import build_model
 
 ort = pytest.importorskip("onnxruntime")
 

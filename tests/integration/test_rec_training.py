@@ -26,9 +26,9 @@ import torch
 
 from ocr_core.cli import main as cli_main
 from ocr_core.data.loader import build_dataloader
-from ocr_core.engine import checkpoint as ckpt_mod
 from ocr_core.engine.program import evaluate_config, load_for_run, prepare, save, train
 from ocr_core.errors import ConfigError
+from ocr_core.weights import checkpoint as ckpt_mod
 from tests.integration.rec_fixtures import DIGITS, digit_text, make_rec_split, read_labels, rec_config
 
 FINETUNE = "configs/rec/PP-OCRv3/ch_PP-OCRv3_rec_finetune.yml"
@@ -195,7 +195,7 @@ def test_udml_distillation_trains_both_roles_and_extracts_student(words: dict[st
 # ----------------------------------------------------------------------------- (d) fine-tune
 @pytest.fixture(scope="module")
 def ppocrv3_rec(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from ocr_core.export.ppocr_weights import WeightsImportError, fetch_rapidocr_wheel, import_ppocrv3
+    from ocr_core.weights.ppocr_weights import WeightsImportError, fetch_rapidocr_wheel, import_ppocrv3
 
     try:
         wheel = fetch_rapidocr_wheel()

@@ -19,7 +19,7 @@ import pytest
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     from ocr_core.demo import CI, run_demo, write_html
-    from ocr_core.export.ppocr_weights import WeightsImportError, import_ppocrv3
+    from ocr_core.weights.ppocr_weights import WeightsImportError, import_ppocrv3
 
     out = tmp_path_factory.mktemp("demo")
     try:

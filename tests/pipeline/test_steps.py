@@ -220,10 +220,10 @@ def test_evaluate_models_puts_foreign_rec_configs_on_the_staged_lmdb(store: tupl
     import copy
 
     from ocr_core.config import load_config, public_config
-    from ocr_core.engine.checkpoint import save_checkpoint
     from ocr_core.engine.program import load_charset, wire_rec_heads
     from ocr_core.modeling import build_model
     from ocr_core.storage.manifest import sync_up
+    from ocr_core.weights.checkpoint import save_checkpoint
     from tests.integration.det_fixtures import ROOT
 
     root, raw = store

@@ -40,9 +40,9 @@ def tiny_teacher_init(tmp: Path, uri: str) -> str:
     """A random-init :data:`TINY_NET` det checkpoint published at ``uri`` (``model.pt``): what
     ``det_teacher_init_uri`` stages into the tiny DML teacher's two roles."""
     from ocr_core.config import load_config
-    from ocr_core.engine.checkpoint import save_checkpoint
     from ocr_core.modeling import build_model
     from ocr_core.storage.manifest import sync_up
+    from ocr_core.weights.checkpoint import save_checkpoint
 
     cfg = load_config(None, ["Architecture.model_type=det", "Architecture.algorithm=DB",
                              *[f"Architecture.{o}" for o in TINY_NET]], base={"Architecture": {}})

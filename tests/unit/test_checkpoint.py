@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from ocr_core.engine.checkpoint import (
+from ocr_core.weights.checkpoint import (
     CheckpointError,
     load_checkpoint,
     load_weights,

@@ -415,9 +415,9 @@ def test_role_state_dict_loads_into_plain_model(cml: DistillationModel) -> None:
 
 def test_pretrained_is_loaded_per_role(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[tuple[nn.Module, str]] = []
-    fake = types.ModuleType("ocr_core.engine.checkpoint")
+    fake = types.ModuleType("ocr_core.weights.checkpoint")
     fake.load_pretrained = lambda model, path: calls.append((model, path))  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "ocr_core.engine.checkpoint", fake)
+    monkeypatch.setitem(sys.modules, "ocr_core.weights.checkpoint", fake)
     cfg = {"name": "DistillationModel", "algorithm": "Distillation", "model_type": "det",
            "Models": {"Student": {"pretrained": "/models/mv3_x0_5", **copy.deepcopy(STUDENT)},
                       "Student2": {"pretrained": "", **copy.deepcopy(STUDENT)},

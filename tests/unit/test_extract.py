@@ -15,9 +15,9 @@ import torch
 
 from ocr_core.cli import main as cli_main
 from ocr_core.config import load_config, public_config, validate_config
-from ocr_core.engine.checkpoint import CheckpointError, file_sha256, load_checkpoint, save_checkpoint
 from ocr_core.engine.extract import extract_role, plain_config, role_metrics
 from ocr_core.modeling import build_model
+from ocr_core.weights.checkpoint import CheckpointError, file_sha256, load_checkpoint, save_checkpoint
 
 ROOT = Path(__file__).resolve().parents[2]
 CML = ROOT / "configs/det/ch_PP-OCRv3/ch_PP-OCRv3_det_cml.yml"

@@ -18,9 +18,9 @@ import pytest
 import torch
 from torch import nn
 
-from ocr_core.engine.checkpoint import CheckpointError, load_checkpoint
-from ocr_core.export.paddle_import import map_paddle_state, read_pdparams
 from ocr_core.modeling import build_model
+from ocr_core.weights.checkpoint import CheckpointError, load_checkpoint
+from ocr_core.weights.paddle_import import map_paddle_state, read_pdparams
 
 STUDENT = {"model_type": "det", "algorithm": "DB", "Transform": None,
            "Backbone": {"name": "MobileNetV3", "scale": 0.5, "model_name": "large", "disable_se": True},

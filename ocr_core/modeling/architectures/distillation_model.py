@@ -39,7 +39,7 @@ class DistillationModel(nn.ModuleDict):
     non-distilled architecture.
 
     Per role, ``pretrained`` (a path; empty/None skips) is loaded with
-    ``ocr_core.engine.checkpoint.load_pretrained`` and ``freeze_params: true`` sets
+    ``ocr_core.weights.checkpoint.load_pretrained`` and ``freeze_params: true`` sets
     ``requires_grad=False`` on all of the role's parameters.
 
     Decision on frozen roles (deliberately unlike PaddleOCR): a frozen sub-model is kept in
@@ -85,7 +85,7 @@ class DistillationModel(nn.ModuleDict):
 
     @staticmethod
     def _load_pretrained(model: nn.Module, path: str) -> None:
-        from ocr_core.engine.checkpoint import load_pretrained  # lazy: engine imports modeling
+        from ocr_core.weights.checkpoint import load_pretrained  # lazy: engine imports modeling
 
         load_pretrained(model, path)
 

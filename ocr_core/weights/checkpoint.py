@@ -92,7 +92,7 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
     """Load a checkpoint safely (``weights_only=True``). Raw state dicts are wrapped."""
     p = resolve_path(path)
     if p.suffix == ".pdparams":
-        from ocr_core.export.paddle_import import read_pdparams  # issue: bring your own checkpoints
+        from ocr_core.weights.paddle_import import read_pdparams  # issue: bring your own checkpoints
 
         return {"model": read_pdparams(p)}
     try:
@@ -119,7 +119,7 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
 
 def to_model_keys(state: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
     """Rename a PaddleOCR (``.pdparams``) state dict onto ``model``'s keys; others pass through."""
-    from ocr_core.export.paddle_import import looks_like_paddle, map_paddle_state
+    from ocr_core.weights.paddle_import import looks_like_paddle, map_paddle_state
 
     if looks_like_paddle(state):
         return map_paddle_state(state, model, max_missing_ratio=1.0)[0]

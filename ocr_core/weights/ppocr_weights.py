@@ -3,7 +3,7 @@
 The wheel (Apache-2.0) carries PaddleOCR's ``ch_PP-OCRv3_det_infer.onnx`` and
 ``ch_PP-OCRv3_rec_infer.onnx``. Their weights are ``Constant`` nodes with Paddle names whose
 numbering is not the layer order, so they are matched to our modules by graph structure
-(:mod:`ocr_core.export.onnx_weights`, :mod:`ocr_core.export.layer_match`), loaded, checked against onnxruntime and written as a
+(:mod:`ocr_core.weights.onnx_weights`, :mod:`ocr_core.weights.layer_match`), loaded, checked against onnxruntime and written as a
 normal OCRFlow checkpoint that ``Global.pretrained_model`` accepts.
 
 Cache: ``$OCRFLOW_CACHE`` (default ``~/.cache/ocrflow``) holds ``wheels/<wheel>.whl`` and the
@@ -28,8 +28,8 @@ import onnx
 import torch
 
 from ocr_core.errors import OCRFlowError
-from ocr_core.export.layer_match import load_matched
-from ocr_core.export.onnx_weights import read_onnx_layers
+from ocr_core.weights.layer_match import load_matched
+from ocr_core.weights.onnx_weights import read_onnx_layers
 
 __all__ = ["ImportReport", "WeightsImportError", "extract_onnx", "fetch_rapidocr_wheel",
            "import_ppocrv3", "onnx_parity", "ppocrv3_architecture"]
@@ -237,8 +237,8 @@ def import_ppocrv3(kind: str, out_path: str | os.PathLike[str],
         WeightsImportError: wheel unavailable, layers that do not match (naming the first one),
             or outputs that differ from onnxruntime by more than 1e-4.
     """
-    from ocr_core.engine.checkpoint import file_sha256, save_checkpoint
     from ocr_core.modeling import build_model
+    from ocr_core.weights.checkpoint import file_sha256, save_checkpoint
 
     if kind not in ONNX_MEMBERS:
         raise WeightsImportError(f"--kind must be det or rec, got {kind!r}")

@@ -23,7 +23,7 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from ocr_core.errors import OCRFlowError
-from ocr_core.export.onnx_weights import ROLES, OnnxLayer
+from ocr_core.weights.onnx_weights import ROLES, OnnxLayer
 
 __all__ = ["LayerMatchError", "MatchResult", "TorchLayer", "canonical_order", "load_matched",
            "match_layers", "trace_torch_layers"]

@@ -3,7 +3,7 @@
 OpenOCR saves ``{epoch, global_step, state_dict, optimizer, scheduler, config, metrics}`` (or a bare
 state dict; ``module.`` prefixes from DDP are stripped). Our ``RepSVTR_det`` uses OpenOCR's module
 names, and OpenOCR's RSEFPN / DBHead use PaddleOCR's, so names map directly; anything left is paired
-by order with shape checks (:func:`ocr_core.export.paddle_import.map_paddle_state`), strictly.
+by order with shape checks (:func:`ocr_core.weights.paddle_import.map_paddle_state`), strictly.
 OpenOCR's RSEFPN SE gate is torch's hardsigmoid (slope 1/6), PaddleOCR's is slope 0.2; OpenOCR-style
 configs (``repvit_db.yml``) select ``Neck.se_gate: torch`` (see ``normalize_openocr``), and the imported
 model then reproduces OpenOCR's outputs exactly (tests/integration/test_openocr_import.py compares
@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ocr_core.export.paddle_import import PaddleMapReport, map_paddle_state, save_imported
+from ocr_core.weights.paddle_import import PaddleMapReport, map_paddle_state, save_imported
 
 __all__ = ["DEFAULT_CONFIG", "import_openocr", "map_openocr_state", "read_openocr"]
 
@@ -29,7 +29,7 @@ DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "configs/det/dbnet/repvit
 
 def read_openocr(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     """The model state dict of an OpenOCR ``.pth`` (loaded with ``weights_only=True``)."""
-    from ocr_core.engine.checkpoint import load_checkpoint
+    from ocr_core.weights.checkpoint import load_checkpoint
 
     state = load_checkpoint(path)["model"]
     return {(k[len("module."):] if k.startswith("module.") else k): v for k, v in state.items()

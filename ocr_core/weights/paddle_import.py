@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ocr_core.engine.checkpoint import CheckpointError, key_list_lines
+from ocr_core.weights.checkpoint import CheckpointError, key_list_lines
 
 __all__ = ["PaddleMapReport", "import_paddle", "looks_like_paddle", "map_paddle_state",
            "paddle_to_ours", "read_pdparams"]
@@ -380,8 +380,8 @@ def save_imported(out_path: str | os.PathLike[str], model: nn.Module, cfg: dict[
     import time
 
     from ocr_core.config import public_config
-    from ocr_core.engine.checkpoint import file_sha256, save_checkpoint
     from ocr_core.engine.program import model_type_of
+    from ocr_core.weights.checkpoint import file_sha256, save_checkpoint
 
     provenance = {"tool": tool, "source": str(source), "source_sha256": file_sha256(source),
                   "config_source": str(config_source), "matched": len(report.matched),

@@ -5,7 +5,7 @@ names that say nothing about the PyTorch module they belong to, and their number
 order of the layers. :func:`read_onnx_layers` walks the graph in execution (topological) order
 and returns each weight-bearing layer (Conv, BatchNorm, MatMul/Gemm, LayerNorm, ConvTranspose)
 with its tensors in PyTorch layout and the set of layers its input comes from; the structure is
-what :mod:`ocr_core.export.layer_match` uses to pair them with our modules.
+what :mod:`ocr_core.weights.layer_match` uses to pair them with our modules.
 
 Recognised forms: weights as initializers or ``Constant`` nodes; Conv/ConvTranspose bias as a
 third input or a following ``Add`` (Paddle: ``Reshape(bias)`` + ``Add``); MatMul weights
