@@ -2,7 +2,7 @@
 
 ``launcher``: ``local`` (worker processes on loopback with the PyTorchJob env contract),
 ``kubernetes`` (a PyTorchJob: Master + ``workers - 1`` Workers), ``inprocess`` (tests).
-Overrides apply in order: staging (data, init, teacher), ``recipe_overrides`` (the DAG's own
+Settings apply in order: the staged paths (data, init, teacher), ``recipe_overrides`` (the DAG's own
 settings for a recipe), ``overrides``, ``extra_overrides`` (the user's; the last one wins).
 """
 
@@ -25,9 +25,9 @@ def train(model_type: str, config: str, overrides: list, extra_overrides: list, 
     from components._kfp_io import log_metrics, read_info, write_info
     from components.steps.train import launch_training_step, stage_plan
 
-    stage, extra = stage_plan(model_type, read_info(data)["uri"], init_uri, init_keys,
-                                     read_info(teacher)["uri"] if teacher is not None else "", teacher_key)
-    result = launch_training_step(config, [*extra, *recipe_overrides, *overrides, *extra_overrides], stage, store_root, step,
+    plan = stage_plan(model_type, read_info(data)["uri"], init_uri, init_keys,
+                      read_info(teacher)["uri"] if teacher is not None else "", teacher_key)
+    result = launch_training_step(config, [*recipe_overrides, *overrides, *extra_overrides], plan, store_root, step,
                                   launcher=launcher, workers=workers, gpus=gpus, epochs=epochs, namespace=namespace,
                                   secret=s3_secret)
     info = write_info(model, result)

@@ -5,10 +5,16 @@
 imported only there), ``local`` runs the same replicas as loopback processes.
 """
 
-from components.launcher.pytorchjob import DEFAULT_IMAGE, build_pytorchjob, to_yaml, train_program
+from components.launcher.pytorchjob import (
+    DEFAULT_IMAGE,
+    PyTorchJobSpec,
+    build_pytorchjob,
+    to_yaml,
+    train_program,
+)
 from components.launcher.validate import FieldError, InvalidPyTorchJob, check_pytorchjob, validate_pytorchjob
 
 __all__ = [
-    "DEFAULT_IMAGE", "FieldError", "InvalidPyTorchJob", "build_pytorchjob", "check_pytorchjob",
+    "DEFAULT_IMAGE", "FieldError", "InvalidPyTorchJob", "PyTorchJobSpec", "build_pytorchjob", "check_pytorchjob",
     "to_yaml", "train_program", "validate_pytorchjob",
 ]

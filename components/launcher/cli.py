@@ -1,6 +1,8 @@
 """``ocrflow launch``: run training as a PyTorchJob, as local processes, or print the manifest.
 
-``ocr_core/commands/launch.py`` wires this module (``add_arguments``/``run``) into the CLI.
+The flags that describe the job map onto :class:`~components.launcher.pytorchjob.PyTorchJobSpec`
+fields (``dest`` is the field name; the defaults are the dataclass's). The verb joins the
+``ocrflow`` command through the ``ocrflow.verbs`` entry point (``pyproject.toml``).
 """
 
 from __future__ import annotations
@@ -8,18 +10,18 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+from dataclasses import MISSING, fields
+from typing import Any
 
-from components.launcher.pytorchjob import (
-    DEFAULT_IMAGE,
-    DEFAULT_SECRET_KEYS,
-    DEFAULT_SERVICE_ACCOUNT,
-    build_pytorchjob,
-    to_yaml,
-    train_program,
-)
+from components.launcher.pytorchjob import PyTorchJobSpec, build_pytorchjob, to_yaml, train_program
 from components.launcher.validate import validate_pytorchjob
 
 HELP = "Launch training as a Kubernetes PyTorchJob (or print it with --dry-run, or run it locally)."
+
+_DEFAULTS = {f.name: f.default if f.default is not MISSING else f.default_factory()  # type: ignore[misc]
+             for f in fields(PyTorchJobSpec) if f.default is not MISSING or f.default_factory is not MISSING}
+# KEY=VALUE list flags -> the mapping field they fill
+_PAIR_FLAGS = {"env": "--env", "labels": "--label", "node_selector": "--node-selector"}
 
 
 def _pairs(values: list[str], flag: str) -> dict[str, str]:
@@ -32,36 +34,49 @@ def _pairs(values: list[str], flag: str) -> dict[str, str]:
     return out
 
 
+def _spec_flag(group: Any, flag: str, field: str, help: str = "", **kw: Any) -> None:  # noqa: A002
+    """A flag that sets ``PyTorchJobSpec.<field>``; its default is the dataclass default."""
+    if field in _PAIR_FLAGS:
+        kw.update(nargs="+", action="extend", default=[], metavar="KEY=VALUE")
+    else:
+        kw.setdefault("default", _DEFAULTS.get(field))
+        shown = kw["default"] if kw.get("action") != "store_const" else None
+        help = f"{help} (default: {shown})" if help and shown not in (None, "") else help or None
+    group.add_argument(flag, dest=field, help=help, **kw)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of ``ocrflow launch``."""
     parser.add_argument("-c", "--config", required=True, help="PaddleOCR-style YAML config (path inside the image)")
     parser.add_argument("-o", "--opt", nargs="+", action="extend", default=[], metavar="Section.key=value",
                         help="config overrides passed to every rank")
-    parser.add_argument("--name", required=True, help="PyTorchJob name (DNS-1035 label)")
-    parser.add_argument("--namespace", default="default")
-    parser.add_argument("--image", default=DEFAULT_IMAGE)
-    parser.add_argument("--workers", type=int, default=2, help="replicas (nodes) in total, the Master included")
-    parser.add_argument("--nproc-per-node", type=int, default=None, help="torchrun processes per node "
-                        "(default: no torchrun, one rank per pod; GPU count when --gpus-per-worker > 1)")
-    parser.add_argument("--gpus-per-worker", type=int, default=0)
-    parser.add_argument("--cpu", default="1", help="CPU request per replica")
-    parser.add_argument("--cpu-limit", default=None)
-    parser.add_argument("--memory", default="4Gi", help="memory request per replica")
-    parser.add_argument("--memory-limit", default="4Gi")
-    parser.add_argument("--shm-size", default="1Gi", help="size of the /dev/shm memory volume")
-    parser.add_argument("--env", nargs="+", action="extend", default=[], metavar="KEY=VALUE")
-    parser.add_argument("--secret", default=None, help="object-store Secret (keys accesskey/secretkey)")
-    parser.add_argument("--secret-env-from", action="store_true",
-                        help="load the whole Secret with envFrom instead of mapping accesskey/secretkey to AWS_*")
-    parser.add_argument("--backoff-limit", type=int, default=3)
-    parser.add_argument("--restart-policy", default="OnFailure", choices=["OnFailure", "Never", "ExitCode", "Always"])
-    parser.add_argument("--clean-pod-policy", default="None", choices=["None", "Running", "All"])
-    parser.add_argument("--ttl-seconds-after-finished", type=int, default=86400)
-    parser.add_argument("--service-account", default=DEFAULT_SERVICE_ACCOUNT)
-    parser.add_argument("--priority-class", default=None)
-    parser.add_argument("--node-selector", nargs="+", action="extend", default=[], metavar="KEY=VALUE")
-    parser.add_argument("--label", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
-                        help="extra labels on the job and pods")
+    job = parser.add_argument_group("the PyTorchJob (PyTorchJobSpec)")
+    _spec_flag(job, "--name", "name", "PyTorchJob name (DNS-1035 label)", required=True, default=None)
+    _spec_flag(job, "--namespace", "namespace", "namespace")
+    _spec_flag(job, "--image", "image", "image of every replica")
+    _spec_flag(job, "--workers", "workers", "replicas (nodes) in total, the Master included", type=int)
+    _spec_flag(job, "--nproc-per-node", "nproc_per_node", "torchrun processes per node (default: no torchrun, "
+               "one rank per pod; GPU count when --gpus-per-worker > 1)", type=int)
+    _spec_flag(job, "--gpus-per-worker", "gpus_per_worker", "GPUs per replica", type=int)
+    _spec_flag(job, "--cpu", "cpu_request", "CPU request per replica")
+    _spec_flag(job, "--cpu-limit", "cpu_limit", "CPU limit per replica")
+    _spec_flag(job, "--memory", "memory_request", "memory request per replica")
+    _spec_flag(job, "--memory-limit", "memory_limit", "memory limit per replica")
+    _spec_flag(job, "--shm-size", "shm_size", "size of the /dev/shm memory volume ('' for none)")
+    _spec_flag(job, "--env", "env", "env of every replica")
+    _spec_flag(job, "--secret", "secret_name", "object-store Secret (keys accesskey/secretkey)")
+    _spec_flag(job, "--secret-env-from", "secret_keys", "load the whole Secret with envFrom instead of mapping "
+               "accesskey/secretkey to AWS_*", action="store_const", const=None)
+    _spec_flag(job, "--backoff-limit", "backoff_limit", "restarts before the job fails", type=int)
+    _spec_flag(job, "--restart-policy", "restart_policy", "replica restart policy",
+               choices=["OnFailure", "Never", "ExitCode", "Always"])
+    _spec_flag(job, "--clean-pod-policy", "clean_pod_policy", "pods deleted when the job ends",
+               choices=["None", "Running", "All"])
+    _spec_flag(job, "--ttl-seconds-after-finished", "ttl_seconds_after_finished", "job TTL", type=int)
+    _spec_flag(job, "--service-account", "service_account", "service account of the replicas")
+    _spec_flag(job, "--priority-class", "priority_class", "PriorityClass of the replicas")
+    _spec_flag(job, "--node-selector", "node_selector", "node selector of the replicas")
+    _spec_flag(job, "--label", "labels", "extra labels on the job and pods")
     parser.add_argument("--run-id", default=None, help="KFP run id, set as label pipelines.kubeflow.org/run_id")
     parser.add_argument("--dry-run", action="store_true", help="validate and print the manifest as YAML")
     parser.add_argument("--local", action="store_true", help="run the replicas as local processes instead")
@@ -70,28 +85,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--context", default=None)
 
 
-def build_from_args(args: argparse.Namespace) -> dict:
-    """The PyTorchJob manifest the flags describe."""
-    labels = _pairs(args.label, "--label")
+def spec_from_args(args: argparse.Namespace) -> PyTorchJobSpec:
+    """The :class:`PyTorchJobSpec` the flags describe (the program: ``-m ocr_core.train -c ... -o ...``)."""
+    values = {f.name: getattr(args, f.name) for f in fields(PyTorchJobSpec) if hasattr(args, f.name)}
+    for name, flag in _PAIR_FLAGS.items():
+        values[name] = _pairs(values.get(name) or [], flag)
     if args.run_id:
-        labels["pipelines.kubeflow.org/run_id"] = args.run_id
-    return build_pytorchjob(
-        args.name, train_program(args.config, args.opt), namespace=args.namespace, image=args.image,
-        workers=args.workers, nproc_per_node=args.nproc_per_node, gpus_per_worker=args.gpus_per_worker,
-        cpu_request=args.cpu, cpu_limit=args.cpu_limit, memory_request=args.memory,
-        memory_limit=args.memory_limit, env=_pairs(args.env, "--env"), secret_name=args.secret,
-        secret_keys=None if args.secret_env_from else DEFAULT_SECRET_KEYS, shm_size=args.shm_size or None,
-        restart_policy=args.restart_policy, backoff_limit=args.backoff_limit,
-        clean_pod_policy=args.clean_pod_policy, ttl_seconds_after_finished=args.ttl_seconds_after_finished,
-        labels=labels, service_account=args.service_account or None,
-        node_selector=_pairs(args.node_selector, "--node-selector"), priority_class=args.priority_class,
-    )
+        values["labels"]["pipelines.kubeflow.org/run_id"] = args.run_id
+    return PyTorchJobSpec(program=train_program(args.config, args.opt), **values)
 
 
 def run(args: argparse.Namespace) -> int:
     """Exit codes: 0 success, 1 job failed or timed out, 2 invalid manifest/flags, 130/143 cancelled."""
     try:
-        job = build_from_args(args)
+        spec = spec_from_args(args)
+        job = build_pytorchjob(spec)
     except (ValueError, argparse.ArgumentTypeError) as exc:
         print(f"ocrflow launch: error: {exc}", file=sys.stderr)
         return 2
@@ -106,8 +114,8 @@ def run(args: argparse.Namespace) -> int:
         from components.launcher.local import LocalJobFailed, LocalJobTimeout, run_local
 
         try:
-            run_local(train_program(args.config, args.opt), nnodes=args.workers, nproc_per_node=args.nproc_per_node,
-                      env=_pairs(args.env, "--env"), timeout_s=args.timeout)
+            run_local(spec.program, nnodes=spec.workers, nproc_per_node=spec.nproc_per_node, env=spec.env,
+                      timeout_s=args.timeout)
         except (LocalJobFailed, LocalJobTimeout) as exc:
             print(f"ocrflow launch: {exc}", file=sys.stderr)
             return 1

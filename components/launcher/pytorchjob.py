@@ -31,6 +31,7 @@ from __future__ import annotations
 import copy
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
@@ -97,45 +98,16 @@ def _elastic_policy(elastic: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def build_pytorchjob(
-    name: str,
-    command: Sequence[str],
-    *,
-    namespace: str = "default",
-    image: str = DEFAULT_IMAGE,
-    workers: int = 2,
-    nproc_per_node: int | None = None,
-    gpus_per_worker: int = 0,
-    cpu_request: str | None = "1",
-    cpu_limit: str | None = None,
-    memory_request: str | None = "4Gi",
-    memory_limit: str | None = "4Gi",
-    env: Mapping[str, str] | None = None,
-    secret_name: str | None = None,
-    secret_keys: Mapping[str, str] | None = DEFAULT_SECRET_KEYS,
-    shm_size: str | None = "1Gi",
-    restart_policy: str = "OnFailure",
-    backoff_limit: int | None = 3,
-    clean_pod_policy: str | None = "None",
-    ttl_seconds_after_finished: int | None = 86400,
-    active_deadline_seconds: int | None = None,
-    elastic: Mapping[str, Any] | None = None,
-    labels: Mapping[str, str] | None = None,
-    annotations: Mapping[str, str] | None = None,
-    service_account: str | None = DEFAULT_SERVICE_ACCOUNT,
-    node_selector: Mapping[str, str] | None = None,
-    tolerations: Sequence[Mapping[str, Any]] | None = None,
-    priority_class: str | None = None,
-    image_pull_policy: str = "IfNotPresent",
-    master_port: int = DEFAULT_MASTER_PORT,
-    metrics_port: int | None = DEFAULT_METRICS_PORT,
-    run_as_user: int = NON_ROOT_UID,
-) -> dict[str, Any]:
-    """Return a PyTorchJob manifest (a plain dict, ready for ``CustomObjectsApi``).
+@dataclass
+class PyTorchJobSpec:
+    """Everything a training PyTorchJob is built from (:func:`build_pytorchjob`).
 
-    Args:
+    ``ocrflow launch`` maps its flags onto these fields (its defaults are these defaults) and the
+    pipeline's training step fills the ones it needs.
+
+    Attributes:
         name: Job name (DNS-1035 label: lowercase, digits, '-', starts with a letter).
-        command: The Python program one rank runs, without the interpreter, e.g.
+        program: The Python program one rank runs, without the interpreter, e.g.
             ``train_program("cfg.yml")`` or ``["script.py", "--flag"]``.
         workers: Total replicas (nodes) including the Master; Worker replicas = workers - 1.
         nproc_per_node: Processes per replica through torchrun; None runs ``python`` directly
@@ -148,70 +120,67 @@ def build_pytorchjob(
         elastic: ``elasticPolicy`` (snake_case or camelCase keys); needs ``workers >= 2``.
         labels: Extra labels on the job and its pods (e.g. ``pipelines.kubeflow.org/run_id``).
     """
-    if not _DNS1035.match(name) or len(name) > 63:
-        raise ValueError(f"job name {name!r} is not a DNS-1035 label")
-    if workers < 1:
+
+    name: str
+    program: Sequence[str]
+    namespace: str = "default"
+    image: str = DEFAULT_IMAGE
+    workers: int = 2
+    nproc_per_node: int | None = None
+    gpus_per_worker: int = 0
+    cpu_request: str | None = "1"
+    cpu_limit: str | None = None
+    memory_request: str | None = "4Gi"
+    memory_limit: str | None = "4Gi"
+    env: Mapping[str, str] = field(default_factory=dict)
+    secret_name: str | None = None
+    secret_keys: Mapping[str, str] | None = field(default_factory=lambda: dict(DEFAULT_SECRET_KEYS))
+    shm_size: str | None = "1Gi"
+    restart_policy: str = "OnFailure"
+    backoff_limit: int | None = 3
+    clean_pod_policy: str | None = "None"
+    ttl_seconds_after_finished: int | None = 86400
+    active_deadline_seconds: int | None = None
+    elastic: Mapping[str, Any] | None = None
+    labels: Mapping[str, str] = field(default_factory=dict)
+    annotations: Mapping[str, str] = field(default_factory=dict)
+    service_account: str | None = DEFAULT_SERVICE_ACCOUNT
+    node_selector: Mapping[str, str] = field(default_factory=dict)
+    tolerations: Sequence[Mapping[str, Any]] = ()
+    priority_class: str | None = None
+    image_pull_policy: str = "IfNotPresent"
+    master_port: int = DEFAULT_MASTER_PORT
+    metrics_port: int | None = DEFAULT_METRICS_PORT
+    run_as_user: int = NON_ROOT_UID
+
+
+def build_pytorchjob(spec: PyTorchJobSpec) -> dict[str, Any]:
+    """Return the PyTorchJob manifest ``spec`` describes (a plain dict, ready for ``CustomObjectsApi``).
+
+    Raises:
+        ValueError: an invalid name, replica count, elastic policy or restart policy.
+    """
+    if not _DNS1035.match(spec.name) or len(spec.name) > 63:
+        raise ValueError(f"job name {spec.name!r} is not a DNS-1035 label")
+    if spec.workers < 1:
         raise ValueError("workers must be >= 1 (the Master counts as one)")
-    if elastic is not None and workers < 2:
+    if spec.elastic is not None and spec.workers < 2:
         raise ValueError("an elastic policy needs Worker replicas (workers >= 2)")
-    if restart_policy not in ("OnFailure", "Never", "Always", "ExitCode"):
-        raise ValueError(f"restart_policy {restart_policy!r} not in OnFailure/Never/Always/ExitCode")
-    if nproc_per_node is None and gpus_per_worker > 1:
-        nproc_per_node = gpus_per_worker
+    if spec.restart_policy not in ("OnFailure", "Never", "Always", "ExitCode"):
+        raise ValueError(f"restart_policy {spec.restart_policy!r} not in OnFailure/Never/Always/ExitCode")
+    nproc_per_node = spec.nproc_per_node
+    if nproc_per_node is None and spec.gpus_per_worker > 1:
+        nproc_per_node = spec.gpus_per_worker
 
-    container: dict[str, Any] = {
-        "name": CONTAINER_NAME,
-        "image": image,
-        "imagePullPolicy": image_pull_policy,
-        "command": worker_command(command, nproc_per_node, elastic is not None),
-    }
-    env_list = [{"name": k, "value": str(v)} for k, v in (env or {}).items()]
-    if secret_name and secret_keys is not None:
-        env_list += [{"name": var, "valueFrom": {"secretKeyRef": {"name": secret_name, "key": key}}}
-                     for var, key in secret_keys.items()]
-    if env_list:
-        container["env"] = env_list
-    if secret_name and secret_keys is None:
-        container["envFrom"] = [{"secretRef": {"name": secret_name}}]
-    ports = [{"name": PORT_NAME, "containerPort": master_port, "protocol": "TCP"}]
-    if metrics_port is not None:
-        ports.append({"name": METRICS_PORT_NAME, "containerPort": metrics_port, "protocol": "TCP"})
-    container["ports"] = ports
-    container["resources"] = _resources(cpu_request, cpu_limit, memory_request, memory_limit, gpus_per_worker)
-    container["securityContext"] = {
-        "allowPrivilegeEscalation": False,
-        "capabilities": {"drop": ["ALL"]},
-        "runAsNonRoot": True,
-        "readOnlyRootFilesystem": False,  # torch/triton caches write under $HOME
-    }
-    if shm_size:
-        container["volumeMounts"] = [{"name": "dshm", "mountPath": "/dev/shm"}]
-
-    pod_spec: dict[str, Any] = {}
-    if service_account:
-        pod_spec["serviceAccountName"] = service_account
-    if priority_class:
-        pod_spec["priorityClassName"] = priority_class
-    if node_selector:
-        pod_spec["nodeSelector"] = dict(node_selector)
-    if tolerations:
-        pod_spec["tolerations"] = [dict(t) for t in tolerations]
-    pod_spec["securityContext"] = {
-        "runAsNonRoot": True, "runAsUser": run_as_user, "runAsGroup": run_as_user, "fsGroup": run_as_user,
-        "seccompProfile": {"type": "RuntimeDefault"},
-    }
-    pod_spec["containers"] = [container]
-    if shm_size:
-        pod_spec["volumes"] = [{"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": shm_size}}]
-
-    all_labels = {**COMMON_LABELS, **(labels or {})}
+    all_labels = {**COMMON_LABELS, **(spec.labels or {})}
     # Istio sidecars never exit, which would keep finished replicas Running forever.
-    pod_annotations = {"sidecar.istio.io/inject": "false", **(annotations or {})}
+    pod_annotations = {"sidecar.istio.io/inject": "false", **(spec.annotations or {})}
+    pod_spec = _pod_spec(spec, _container(spec, nproc_per_node))
 
     def replica(n: int) -> dict[str, Any]:
         return {
             "replicas": n,
-            "restartPolicy": restart_policy,
+            "restartPolicy": spec.restart_policy,
             "template": {
                 "metadata": {"labels": dict(all_labels), "annotations": dict(pod_annotations)},
                 "spec": copy.deepcopy(pod_spec),
@@ -219,32 +188,88 @@ def build_pytorchjob(
         }
 
     replica_specs = {"Master": replica(1)}
-    if workers > 1:
-        replica_specs["Worker"] = replica(workers - 1)
+    if spec.workers > 1:
+        replica_specs["Worker"] = replica(spec.workers - 1)
 
-    run_policy: dict[str, Any] = {}
-    if clean_pod_policy is not None:
-        run_policy["cleanPodPolicy"] = clean_pod_policy
-    if backoff_limit is not None:
-        run_policy["backoffLimit"] = backoff_limit
-    if ttl_seconds_after_finished is not None:
-        run_policy["ttlSecondsAfterFinished"] = ttl_seconds_after_finished
-    if active_deadline_seconds is not None:
-        run_policy["activeDeadlineSeconds"] = active_deadline_seconds
-
-    spec: dict[str, Any] = {}
+    job_spec: dict[str, Any] = {}
+    run_policy = _run_policy(spec)
     if run_policy:
-        spec["runPolicy"] = run_policy
-    if elastic is not None:
-        spec["elasticPolicy"] = _elastic_policy(elastic)
+        job_spec["runPolicy"] = run_policy
+    if spec.elastic is not None:
+        job_spec["elasticPolicy"] = _elastic_policy(spec.elastic)
     if nproc_per_node is not None:
-        spec["nprocPerNode"] = str(nproc_per_node)  # a string in the CRD (int, auto, cpu, gpu)
-    spec["pytorchReplicaSpecs"] = replica_specs
+        job_spec["nprocPerNode"] = str(nproc_per_node)  # a string in the CRD (int, auto, cpu, gpu)
+    job_spec["pytorchReplicaSpecs"] = replica_specs
 
-    metadata: dict[str, Any] = {"name": name, "namespace": namespace, "labels": dict(all_labels)}
-    if annotations:
-        metadata["annotations"] = dict(annotations)
-    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": KIND, "metadata": metadata, "spec": spec}
+    metadata: dict[str, Any] = {"name": spec.name, "namespace": spec.namespace, "labels": dict(all_labels)}
+    if spec.annotations:
+        metadata["annotations"] = dict(spec.annotations)
+    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": KIND, "metadata": metadata, "spec": job_spec}
+
+
+def _container(spec: PyTorchJobSpec, nproc_per_node: int | None) -> dict[str, Any]:
+    """The one ``pytorch`` container: command, env (+ the Secret's keys), ports, resources, security."""
+    container: dict[str, Any] = {
+        "name": CONTAINER_NAME,
+        "image": spec.image,
+        "imagePullPolicy": spec.image_pull_policy,
+        "command": worker_command(spec.program, nproc_per_node, spec.elastic is not None),
+    }
+    env_list = [{"name": k, "value": str(v)} for k, v in (spec.env or {}).items()]
+    if spec.secret_name and spec.secret_keys is not None:
+        env_list += [{"name": var, "valueFrom": {"secretKeyRef": {"name": spec.secret_name, "key": key}}}
+                     for var, key in spec.secret_keys.items()]
+    if env_list:
+        container["env"] = env_list
+    if spec.secret_name and spec.secret_keys is None:
+        container["envFrom"] = [{"secretRef": {"name": spec.secret_name}}]
+    ports = [{"name": PORT_NAME, "containerPort": spec.master_port, "protocol": "TCP"}]
+    if spec.metrics_port is not None:
+        ports.append({"name": METRICS_PORT_NAME, "containerPort": spec.metrics_port, "protocol": "TCP"})
+    container["ports"] = ports
+    container["resources"] = _resources(spec.cpu_request, spec.cpu_limit, spec.memory_request, spec.memory_limit,
+                                        spec.gpus_per_worker)
+    container["securityContext"] = {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "runAsNonRoot": True,
+        "readOnlyRootFilesystem": False,  # torch/triton caches write under $HOME
+    }
+    if spec.shm_size:
+        container["volumeMounts"] = [{"name": "dshm", "mountPath": "/dev/shm"}]
+    return container
+
+
+def _pod_spec(spec: PyTorchJobSpec, container: dict[str, Any]) -> dict[str, Any]:
+    """Scheduling, the non-root security context, the container and the ``/dev/shm`` volume."""
+    pod_spec: dict[str, Any] = {}
+    if spec.service_account:
+        pod_spec["serviceAccountName"] = spec.service_account
+    if spec.priority_class:
+        pod_spec["priorityClassName"] = spec.priority_class
+    if spec.node_selector:
+        pod_spec["nodeSelector"] = dict(spec.node_selector)
+    if spec.tolerations:
+        pod_spec["tolerations"] = [dict(t) for t in spec.tolerations]
+    uid = spec.run_as_user
+    pod_spec["securityContext"] = {
+        "runAsNonRoot": True, "runAsUser": uid, "runAsGroup": uid, "fsGroup": uid,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    pod_spec["containers"] = [container]
+    if spec.shm_size:
+        pod_spec["volumes"] = [{"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": spec.shm_size}}]
+    return pod_spec
+
+
+def _run_policy(spec: PyTorchJobSpec) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in (("cleanPodPolicy", spec.clean_pod_policy), ("backoffLimit", spec.backoff_limit),
+                       ("ttlSecondsAfterFinished", spec.ttl_seconds_after_finished),
+                       ("activeDeadlineSeconds", spec.active_deadline_seconds)):
+        if value is not None:
+            out[key] = value
+    return out
 
 
 def _resources(cpu_req: str | None, cpu_lim: str | None, mem_req: str | None, mem_lim: str | None,

@@ -7,7 +7,7 @@ import json
 import logging
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +55,37 @@ def config_digest(config: str, overrides: Sequence[str] = ()) -> str:
     from ocr_core.config import config_hash, load_config
 
     return config_hash(load_config(resolve_config(config), list(overrides)))
+
+
+def layered_config(source: str | os.PathLike[str] | Mapping[str, Any],
+                   *layers: Mapping[str, Any] | Sequence[str]) -> dict[str, Any]:
+    """Load a config file (or copy a config dict) and apply ``layers`` in order, the last one winning.
+
+    A mapping layer sets dotted keys to Python values (``{"Train.dataset.data_dir": "/stage/data"}``:
+    paths, lists and numbers as they are, nothing parsed); a sequence layer is ``-o`` override
+    strings (``["Global.epoch_num=3"]``), parsed as ``ocrflow train -o`` does. Errors name the key.
+    The source file stays the config's ``Global._config_file`` (validation errors name it).
+    """
+    from ocr_core.config import load_config
+    from ocr_core.config.loader import apply_override
+    from ocr_core.errors import ConfigError
+
+    if isinstance(source, Mapping):
+        cfg = load_config(None, base=dict(source))
+    else:
+        cfg = load_config(source)
+    src = cfg["Global"]["_config_file"]
+    for layer in layers:
+        if isinstance(layer, Mapping):
+            for dotted, value in layer.items():
+                try:
+                    apply_override(cfg, dotted.split("."), value)
+                except ConfigError as exc:
+                    raise exc.with_file(f"{dotted}={value!r}") from None
+        else:
+            cfg = load_config(None, list(layer), base=cfg)
+    cfg["Global"]["_config_file"] = src
+    return cfg
 
 
 def fetch_checkpoint(model_uri: str, dest: Path) -> Path:

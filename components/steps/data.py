@@ -29,14 +29,14 @@ DET_LABEL = "det/{split}_label.txt"
 REC_LABEL = "rec/{split}_label.txt"
 
 
-def data_overrides(model_type: str, data_dir: str) -> list[str]:
-    """Point a config's Train/Eval datasets at a staged dataset (det labels or rec LMDBs)."""
+def data_settings(model_type: str, data_dir: str | Path) -> dict[str, Any]:
+    """The config values that make Train/Eval read a dataset staged at ``data_dir`` (dotted key ->
+    value): det label files + images, or the rec LMDBs ``train/`` and ``test/``."""
+    d = str(data_dir)
     if model_type == "det":
-        return [f"Train.dataset.data_dir={data_dir}",
-                f"Train.dataset.label_file_list=[{data_dir}/{DET_LABEL.format(split='train')}]",
-                f"Eval.dataset.data_dir={data_dir}",
-                f"Eval.dataset.label_file_list=[{data_dir}/{DET_LABEL.format(split='test')}]"]
-    return [f"Train.dataset.data_dir={data_dir}/train", f"Eval.dataset.data_dir={data_dir}/test"]
+        return {"Train.dataset.data_dir": d, "Train.dataset.label_file_list": [f"{d}/{DET_LABEL.format(split='train')}"],
+                "Eval.dataset.data_dir": d, "Eval.dataset.label_file_list": [f"{d}/{DET_LABEL.format(split='test')}"]}
+    return {"Train.dataset.data_dir": f"{d}/train", "Eval.dataset.data_dir": f"{d}/test"}
 
 
 # ------------------------------------------------------------------------------- data steps

@@ -14,15 +14,15 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from components.steps.common import content_key, fetch_checkpoint, log, scratch
-from components.steps.data import DET_LABEL, data_overrides
+from components.steps.common import content_key, fetch_checkpoint, layered_config, log, scratch
+from components.steps.data import DET_LABEL, data_settings
 from ocr_core.storage.manifest import Manifest, is_published, read_manifest, sync_down, sync_up
 from ocr_core.storage.uri import join_uri
 
 # Eval/export steps evaluate several models (or eager, then ONNX) in one process: DataLoader workers
 # forked after the first evaluation started OpenCV's thread pool can hang in cv2 calls (a fork after
 # threads). Workers 0 by default here; ``*_eval_overrides`` may set ``Eval.loader.num_workers`` back.
-EVAL_LOADER = ["Eval.loader.num_workers=0"]
+EVAL_LOADER = {"Eval.loader.num_workers": 0}
 
 
 def adopt_model(uri: str) -> Manifest:
@@ -45,7 +45,7 @@ def extract(model_uri: str, role: str, out_uri: str) -> Manifest:
 
 
 def on_staged_data(cfg: dict[str, Any], model_type: str) -> dict[str, Any]:
-    """Make a checkpoint's own config read the staged dataset (after :func:`data_overrides`).
+    """Make a checkpoint's own config read the staged dataset (after :func:`~components.steps.data.data_settings`).
 
     Staged rec data is LMDB; a model trained elsewhere (the imported off-the-shelf PP-OCRv3 rec,
     a production model from another pipeline version) may carry a ``SimpleDataSet`` section whose
@@ -61,13 +61,31 @@ def on_staged_data(cfg: dict[str, Any], model_type: str) -> dict[str, Any]:
     return cfg
 
 
+def checkpoint_config(ckpt: Path, model_type: str, data_dir: Path, overrides: Sequence[str] = (),
+                      **global_settings: Any) -> dict[str, Any]:
+    """The config a checkpoint was trained with, reading the dataset staged at ``data_dir``.
+
+    Layers, the last winning: the checkpoint's own config, the staged data and :data:`EVAL_LOADER`,
+    the user's ``overrides`` (``-o`` strings), then ``Global.checkpoints`` = ``ckpt``,
+    ``global_settings`` (``Global.<key>``) and ``Global.use_gpu`` false. ``Global.pretrained_model``
+    is dropped: the weights are the checkpoint's.
+    """
+    from ocr_core.config.loader import public_config
+    from ocr_core.weights.checkpoint import load_checkpoint
+
+    base = public_config(load_checkpoint(ckpt)["config"])
+    cfg = layered_config(base, {**data_settings(model_type, data_dir), **EVAL_LOADER}, overrides,
+                         {"Global.checkpoints": str(ckpt), **{f"Global.{k}": v for k, v in global_settings.items()},
+                          "Global.use_gpu": False})
+    on_staged_data(cfg, model_type)
+    cfg["Global"].pop("pretrained_model", None)
+    return cfg
+
+
 def evaluate_models(model_type: str, dataset_uri: str, models: Mapping[str, str],
                     overrides: Sequence[str] = ()) -> dict[str, dict[str, float]]:
     """Evaluate each model prefix (label -> URI) on the same Eval set; configs come from the checkpoints."""
-    from ocr_core.config import load_config
-    from ocr_core.config.loader import public_config
     from ocr_core.engine.program import evaluate_config
-    from ocr_core.weights.checkpoint import load_checkpoint
 
     work = scratch("eval")
     sync_down(dataset_uri, work / "data", quiet=True)
@@ -75,13 +93,8 @@ def evaluate_models(model_type: str, dataset_uri: str, models: Mapping[str, str]
     for label, uri in models.items():
         if not uri:
             continue
-        ckpt = fetch_checkpoint(uri, work / label)
-        base = public_config(load_checkpoint(ckpt)["config"])
-        cfg = load_config(None, [*data_overrides(model_type, str(work / "data")), *EVAL_LOADER, *overrides,
-                                 f"Global.checkpoints={ckpt}", f"Global.save_model_dir={work / 'logs'}",
-                                 "Global.use_gpu=false"], base=base)
-        on_staged_data(cfg, model_type)
-        cfg["Global"].pop("pretrained_model", None)
+        cfg = checkpoint_config(fetch_checkpoint(uri, work / label), model_type, work / "data", overrides,
+                                save_model_dir=str(work / "logs"))
         out[label] = {k: float(v) for k, v in evaluate_config(cfg).items()}
     shutil.rmtree(work, ignore_errors=True)
     return out
@@ -89,23 +102,22 @@ def evaluate_models(model_type: str, dataset_uri: str, models: Mapping[str, str]
 
 def export_model(model_type: str, model_uri: str, dataset_uri: str, out_uri: str,
                  overrides: Sequence[str] = (), atol: float = 1e-3, metric_tol: float = 0.5) -> Manifest:
-    """ONNX export + the parity gate (tensors and the Eval metric, eager vs onnxruntime)."""
-    from ocr_core.config import load_config
-    from ocr_core.config.loader import public_config
+    """ONNX export + the parity gate (tensors and the Eval metric, eager vs onnxruntime).
+
+    The export and the gate are ``ocrflow export --check``'s own calls (``export_onnx``, then
+    ``check_parity`` on the model it exported); this step adds the checkpoint download, the staged
+    Eval data and the publication of ``model.onnx`` + ``model.pt`` under ``out_uri``.
+    """
     from ocr_core.export.onnx_export import export_onnx
     from ocr_core.export.parity import check_parity
-    from ocr_core.weights.checkpoint import load_checkpoint
 
     work = scratch("export")
     sync_down(dataset_uri, work / "data", quiet=True)
     ckpt = fetch_checkpoint(model_uri, work / "ckpt")
-    base = public_config(load_checkpoint(ckpt)["config"])
-    cfg = load_config(None, [*data_overrides(model_type, str(work / "data")), *EVAL_LOADER, *overrides,
-                             f"Global.checkpoints={ckpt}", "Global.use_gpu=false"], base=base)
-    on_staged_data(cfg, model_type)
-    cfg["Global"].pop("pretrained_model", None)
+    cfg = checkpoint_config(ckpt, model_type, work / "data", overrides)
     res = export_onnx(cfg, work / "out", checkpoint=str(ckpt))
-    rep = check_parity(cfg, res.onnx_path, atol=atol, metric_tol=metric_tol)  # raises ParityError
+    rep = check_parity(cfg, res.onnx_path, exported=res.exported, out_dir=work / "out", atol=atol,
+                       metric_tol=metric_tol)  # raises ParityError
     shutil.copy2(ckpt, work / "out" / "model.pt")
     parity = {"max_abs": float(rep.max_abs), "metric": rep.metric_name, "eager": rep.eager_metric,
               "onnx": rep.onnx_metric, "passed": rep.passed}

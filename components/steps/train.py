@@ -1,9 +1,11 @@
 """Training steps: the stage plan, launching the workers, and the worker itself.
 
-Every rank runs the same worker command, ``python -m components.steps.train worker --stage
-data=URI ... --out-uri URI -- -c CONFIG -o ...``: it downloads each staged prefix (a per-node
-cache), puts the local paths into the ``${name}`` placeholders of the overrides, resumes from
-``latest.pt`` under ``--out-uri`` when a previous attempt left one, runs ``ocrflow train`` and, on
+Every rank runs the same worker command, ``python -m components.steps.train worker --out-uri URI
+--model-type det --stage data=URI [--stage init=URI --init-key KEY ...] -- -c CONFIG -o ...``
+(a PyTorchJob replica needs a command line). The worker downloads each staged prefix (a per-node
+cache), builds the config in Python (:func:`training_config`: the config file, the staged paths as
+values, the ``-o`` overrides, then its own save dir and resume point), resumes from ``latest.pt``
+under ``--out-uri`` when a previous attempt left one, calls the engine's ``train(cfg)`` and, on
 rank 0, uploads the checkpoints (``latest.pt`` while training, everything + manifest at the end).
 The workers run as loopback processes (``launcher=local``), a PyTorchJob (``kubernetes``) or in
 this process (``inprocess``).
@@ -14,86 +16,24 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import sys
 import threading
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from components.steps.common import config_digest, content_key, log, resolve_config, scratch
-from components.steps.data import data_overrides
-from ocr_core.errors import ConfigError
+from components.steps.common import config_digest, content_key, layered_config, log, resolve_config, scratch
+from components.steps.data import data_settings
+from ocr_core.errors import ConfigError, OCRFlowError
 from ocr_core.storage.client import open_store
 from ocr_core.storage.manifest import Manifest, is_published, read_manifest, sync_down, sync_up
 from ocr_core.storage.uri import join_uri
 
 LAUNCHERS = ("local", "kubernetes", "inprocess")
 DET_RECIPES = ("finetune", "cml")  # the training DAG's det_recipe values (pipelines/ocr_train_pipeline.py)
-_PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")  # ${data}: not kubelet's $(VAR)
-
-
-def train_key(config: str, overrides: Sequence[str], stage: Mapping[str, str], digests: Mapping[str, str],
-              epochs: int, workers: int) -> str:
-    """Content key of a training step: config file + overrides + staged manifests' digests."""
-    return content_key(config_digest(config, overrides), sorted(overrides), sorted(stage), dict(digests),
-                       epochs, workers)
-
-
-def worker_program(config: str, overrides: Sequence[str], stage: Mapping[str, str], out_uri: str) -> list[str]:
-    """The Python program each rank runs (``build_pytorchjob``/``run_local`` add the interpreter)."""
-    prog = ["-m", "components.steps.train", "worker", "--out-uri", out_uri]
-    for name, uri in sorted(stage.items()):
-        prog += ["--stage", f"{name}={uri}"]
-    return [*prog, "--", "-c", config, *(["-o", *overrides] if overrides else [])]
-
-
-def run_workers(program: list[str], *, launcher: str, workers: int, gpus: int, name: str,
-                    image: str | None = None, namespace: str = "default", secret: str = "") -> None:
-    """Run ``program`` on ``workers`` nodes: loopback processes, a PyTorchJob, or in this process."""
-    if launcher == "inprocess":
-        rc = worker_main(program[3:])
-        if rc:
-            raise RuntimeError(f"training exited with {rc}")
-    elif launcher == "local":
-        from components.launcher.local import run_local
-
-        res = run_local(program, nnodes=workers, log_sink=print)
-        log.info("local job: %d node(s), %.1fs", res.nnodes, res.duration_s)
-    elif launcher == "kubernetes":
-        from components.launcher.client import launch_and_wait
-        from components.launcher.pytorchjob import DEFAULT_IMAGE, build_pytorchjob
-
-        env = {k: v for k, v in os.environ.items() if k.startswith("OCRFLOW_S3_") or k == "AWS_REGION"}
-        job = build_pytorchjob(name, program, namespace=namespace, image=image or DEFAULT_IMAGE,
-                               workers=workers, gpus_per_worker=gpus, env=env, secret_name=secret or None)
-        launch_and_wait(job)
-    else:
-        raise ValueError(f"launcher must be one of {LAUNCHERS}, got {launcher!r}")
-
-
-def launch_training_step(config: str, overrides: Sequence[str], stage: Mapping[str, str], run_root: str, step: str, *,
-          launcher: str = "local", workers: int = 1, gpus: int = 0, epochs: int = 0,
-          image: str | None = None, namespace: str = "default", secret: str = "") -> Manifest:
-    """Train ``config`` on the staged prefixes; checkpoints land in ``<run_root>/runs/<key>/<step>``.
-
-    The key is content-derived, so a retried or re-run step with the same inputs resumes from
-    (or, when finished, reuses) the same prefix.
-    """
-    overrides = list(overrides) + ([f"Global.epoch_num={epochs}"] if epochs > 0 else [])
-    if gpus <= 0:
-        overrides.append("Global.use_gpu=false")
-    digests = {n: read_manifest(u).digest() for n, u in stage.items()}
-    key = train_key(config, overrides, stage, digests, epochs, workers)
-    out_uri = join_uri(run_root, "runs", key[:16], step)
-    if is_published(out_uri):
-        log.info("%s: reusing the finished run at %s", step, out_uri)
-        return read_manifest(out_uri)
-    name = f"ocrflow-{step.replace('_', '-')}-{key[:8]}"
-    run_workers(worker_program(resolve_config(config), overrides, stage, out_uri), launcher=launcher, workers=workers,
-                    gpus=gpus, name=name, image=image, namespace=namespace, secret=secret)
-    return read_manifest(out_uri)
+TEACHER_KEY = "Architecture.Models.Teacher.pretrained"
 
 
 def check_det_recipe(det_recipe: str, det_teacher_init_uri: str = "") -> None:
@@ -111,22 +51,114 @@ def check_det_recipe(det_recipe: str, det_teacher_init_uri: str = "") -> None:
                           "or use det_recipe=finetune")
 
 
-def stage_plan(model_type: str, data_uri: str, init_uri: str = "", init_keys: Sequence[str] = (), teacher_uri: str = "",
-               teacher_key: str = "") -> tuple[dict[str, str], list[str]]:
-    """Prefixes to stage and the overrides that load them (``${name}`` = the staged directory).
+# ------------------------------------------------------------------------------ the stage plan
+@dataclass(frozen=True)
+class StagePlan:
+    """What a training step stages in, and which config keys read it.
 
-    ``init_uri`` (e.g. imported PP-OCRv3 weights) initialises each of ``init_keys``
-    (``Global.pretrained_model`` or ``Architecture.Models.<role>.pretrained``); ``teacher_uri``
-    (an extracted teacher) goes into ``teacher_key``. Both prefixes hold ``model.pt``.
+    Attributes:
+        model_type: ``det`` or ``rec``: the layout of ``data`` (det label files, or rec LMDBs).
+        data: The dataset prefix.
+        init: A model prefix (``model.pt``) that initialises each of ``init_keys``
+            (``Global.pretrained_model`` or ``Architecture.Models.<role>.pretrained``); "" for none.
+        init_keys: The config keys ``init`` goes into.
+        teacher: An extracted teacher prefix (``model.pt``); "" for none.
+        teacher_key: The config key ``teacher`` goes into.
     """
-    stage, overrides = {"data": data_uri}, data_overrides(model_type, "${data}")
-    if init_uri:
-        stage["init"] = init_uri
-        overrides += [f"{k}=${{init}}/model.pt" for k in init_keys]
-    if teacher_uri:
-        stage["teacher"] = teacher_uri
-        overrides.append(f"{teacher_key or 'Architecture.Models.Teacher.pretrained'}=${{teacher}}/model.pt")
-    return stage, overrides
+
+    model_type: str
+    data: str
+    init: str = ""
+    init_keys: tuple[str, ...] = ()
+    teacher: str = ""
+    teacher_key: str = TEACHER_KEY
+
+    def uris(self) -> dict[str, str]:
+        """Name -> prefix of everything to stage (``data``, and ``init``/``teacher`` when given)."""
+        return {k: v for k, v in (("data", self.data), ("init", self.init), ("teacher", self.teacher)) if v}
+
+    def settings(self, staged: Mapping[str, str | Path]) -> dict[str, Any]:
+        """The config values (dotted key -> value) that read the prefixes staged at ``staged`` (name -> dir)."""
+        out = data_settings(self.model_type, staged["data"])
+        if self.init:
+            out.update({k: f"{staged['init']}/model.pt" for k in self.init_keys})
+        if self.teacher:
+            out[self.teacher_key] = f"{staged['teacher']}/model.pt"
+        return out
+
+
+def stage_plan(model_type: str, data_uri: str, init_uri: str = "", init_keys: Sequence[str] = (), teacher_uri: str = "",
+               teacher_key: str = "") -> StagePlan:
+    """The :class:`StagePlan` of a training step (``teacher_key`` "" means the CML default)."""
+    return StagePlan(model_type, data_uri, init_uri, tuple(init_keys) if init_uri else (), teacher_uri,
+                     teacher_key or TEACHER_KEY)
+
+
+# ----------------------------------------------------------------------------- launching
+def train_key(config: str, overrides: Sequence[str], plan: StagePlan, digests: Mapping[str, str],
+              epochs: int, workers: int) -> str:
+    """Content key of a training step: config file + overrides + stage plan + staged manifests' digests."""
+    return content_key(config_digest(config, overrides), sorted(overrides), asdict(plan), dict(digests),
+                       epochs, workers)
+
+
+def worker_program(config: str, overrides: Sequence[str], plan: StagePlan, out_uri: str) -> list[str]:
+    """The Python program each rank runs (``build_pytorchjob``/``run_local_workers`` add the interpreter)."""
+    prog = ["-m", "components.steps.train", "worker", "--out-uri", out_uri, "--model-type", plan.model_type]
+    for name, uri in sorted(plan.uris().items()):
+        prog += ["--stage", f"{name}={uri}"]
+    for key in plan.init_keys:
+        prog += ["--init-key", key]
+    if plan.teacher:
+        prog += ["--teacher-key", plan.teacher_key]
+    return [*prog, "--", "-c", config, *(["-o", *overrides] if overrides else [])]
+
+
+def run_workers(program: list[str], *, launcher: str, workers: int, gpus: int, name: str,
+                image: str | None = None, namespace: str = "default", secret: str = "") -> None:
+    """Run ``program`` on ``workers`` nodes: loopback processes, a PyTorchJob, or in this process."""
+    if launcher == "inprocess":
+        rc = worker_main(program[3:])
+        if rc:
+            raise RuntimeError(f"training exited with {rc}")
+    elif launcher == "local":
+        from components.launcher.local import run_local
+
+        res = run_local(program, nnodes=workers, log_sink=print)
+        log.info("local job: %d node(s), %.1fs", res.nnodes, res.duration_s)
+    elif launcher == "kubernetes":
+        from components.launcher.client import launch_and_wait
+        from components.launcher.pytorchjob import DEFAULT_IMAGE, PyTorchJobSpec, build_pytorchjob
+
+        env = {k: v for k, v in os.environ.items() if k.startswith("OCRFLOW_S3_") or k == "AWS_REGION"}
+        launch_and_wait(build_pytorchjob(PyTorchJobSpec(
+            name, program, namespace=namespace, image=image or DEFAULT_IMAGE, workers=workers, gpus_per_worker=gpus,
+            env=env, secret_name=secret or None)))
+    else:
+        raise ValueError(f"launcher must be one of {LAUNCHERS}, got {launcher!r}")
+
+
+def launch_training_step(config: str, overrides: Sequence[str], plan: StagePlan, run_root: str, step: str, *,
+                         launcher: str = "local", workers: int = 1, gpus: int = 0, epochs: int = 0,
+                         image: str | None = None, namespace: str = "default", secret: str = "") -> Manifest:
+    """Train ``config`` on the prefixes of ``plan``; checkpoints land in ``<run_root>/runs/<key>/<step>``.
+
+    The key is content-derived, so a retried or re-run step with the same inputs resumes from
+    (or, when finished, reuses) the same prefix.
+    """
+    overrides = list(overrides) + ([f"Global.epoch_num={epochs}"] if epochs > 0 else [])
+    if gpus <= 0:
+        overrides.append("Global.use_gpu=false")
+    digests = {n: read_manifest(u).digest() for n, u in plan.uris().items()}
+    key = train_key(config, overrides, plan, digests, epochs, workers)
+    out_uri = join_uri(run_root, "runs", key[:16], step)
+    if is_published(out_uri):
+        log.info("%s: reusing the finished run at %s", step, out_uri)
+        return read_manifest(out_uri)
+    name = f"ocrflow-{step.replace('_', '-')}-{key[:8]}"
+    run_workers(worker_program(resolve_config(config), overrides, plan, out_uri), launcher=launcher, workers=workers,
+                gpus=gpus, name=name, image=image, namespace=namespace, secret=secret)
+    return read_manifest(out_uri)
 
 
 # ---------------------------------------------------------------------------- the worker side
@@ -183,56 +215,93 @@ def _install_fault(spec: str, rank: int, save_dir: Path, out_uri: str) -> None:
     program.save = save_then_fault
 
 
-def worker_main(argv: Sequence[str]) -> int:
-    """One rank: stage in, (resume,) train, upload (rank 0)."""
-    from ocr_core.train import run as train_run
+def training_config(config: str, overrides: Sequence[str], plan: StagePlan, staged: Mapping[str, str | Path],
+                    save_dir: Path, resume: Path | None = None) -> dict[str, Any]:
+    """The validated config one rank trains with.
 
+    Layers, the last winning: the config file, the staged paths (:meth:`StagePlan.settings`), the
+    ``-o`` overrides (recipe and user), then the worker's own ``Global.save_model_dir`` and (when
+    a previous attempt left ``latest.pt``) ``Global.checkpoints``.
+    """
+    from ocr_core.config import validate_config
+
+    own: dict[str, Any] = {"Global.save_model_dir": str(save_dir)}
+    if resume is not None:
+        own["Global.checkpoints"] = str(resume)
+    return validate_config(layered_config(config, plan.settings(staged), overrides, own))
+
+
+def _parse_worker_args(argv: Sequence[str]) -> tuple[argparse.Namespace, StagePlan]:
     p = argparse.ArgumentParser(prog="components.steps.train worker")
     p.add_argument("--out-uri", required=True)
-    p.add_argument("--stage", action="append", default=[], metavar="NAME=URI")
-    p.add_argument("train_args", nargs=argparse.REMAINDER)
+    p.add_argument("--model-type", choices=("det", "rec"), required=True)
+    p.add_argument("--stage", action="append", default=[], metavar="NAME=URI", help="data, init, teacher")
+    p.add_argument("--init-key", action="append", default=[], help="config key the init model.pt goes into")
+    p.add_argument("--teacher-key", default=TEACHER_KEY)
+    p.add_argument("train_args", nargs=argparse.REMAINDER, help="-- -c CONFIG [-o Section.key=value ...]")
     args = p.parse_args(list(argv))
-    train_args = [a for a in args.train_args if a != "--"] if args.train_args[:1] == ["--"] else args.train_args
+    t = argparse.ArgumentParser(prog="components.steps.train worker --")
+    t.add_argument("-c", "--config", required=True)
+    t.add_argument("-o", "--opt", nargs="+", action="extend", default=[])
+    args.train = t.parse_args(args.train_args[1:] if args.train_args[:1] == ["--"] else args.train_args)
+    stage = dict(item.split("=", 1) for item in args.stage)
+    plan = StagePlan(args.model_type, stage["data"], stage.get("init", ""), tuple(args.init_key),
+                     stage.get("teacher", ""), args.teacher_key)
+    return args, plan
+
+
+def worker_main(argv: Sequence[str]) -> int:
+    """One rank: stage in, build the config, (resume,) train through the engine's Python API, upload (rank 0).
+
+    Exit codes as ``ocrflow train``: 0, 2 on a config or data error (one line naming the key), 130
+    when interrupted.
+    """
+    from ocr_core.engine.program import train
+
+    args, plan = _parse_worker_args(argv)
     rank = int(os.environ.get("RANK", "0"))
     work = Path(os.environ.get("OCRFLOW_STAGE_DIR") or scratch(f"worker{rank}"))
-    paths: dict[str, str] = {}
-    for item in args.stage:
-        name, uri = item.split("=", 1)
+    staged: dict[str, Path] = {}
+    for name, uri in plan.uris().items():
         sync_down(uri, work / "stage" / name, quiet=rank != 0)
-        paths[name] = str(work / "stage" / name)
-    train_args = [_PLACEHOLDER.sub(lambda m: paths[m.group(1)], a) for a in train_args]
+        staged[name] = work / "stage" / name
     save_dir = work / "out"
-    extra = [f"Global.save_model_dir={save_dir}"]
+    resume = None
     store = open_store(args.out_uri)
     if store.exists(join_uri(args.out_uri, "latest.pt")):
-        store.get_file(join_uri(args.out_uri, "latest.pt"), work / "resume" / "latest.pt")
-        extra.append(f"Global.checkpoints={work / 'resume' / 'latest.pt'}")
+        resume = work / "resume" / "latest.pt"
+        store.get_file(join_uri(args.out_uri, "latest.pt"), resume)
         print(f"[rank {rank}] resuming from {args.out_uri}/latest.pt", flush=True)
-    train_args = _add_overrides(train_args, extra)
     if os.environ.get(FAULT_ENV):
         _install_fault(os.environ[FAULT_ENV], rank, save_dir, args.out_uri)
     uploader = _Uploader(save_dir, args.out_uri) if rank == 0 else None
     if uploader:
         uploader.start()
     t0 = time.time()
-    rc = train_run([*train_args, "--summary-json", str(work / "summary.json")])
-    if uploader:
-        uploader.stop.set()
-    if rc == 0 and rank == 0:
+    try:
+        result = train(training_config(args.train.config, args.train.opt, plan, staged, save_dir, resume))
+    except OCRFlowError as exc:
+        print(f"ocrflow train: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("ocrflow train: interrupted", file=sys.stderr)
+        return 130
+    finally:
+        if uploader:
+            uploader.stop.set()
+    (work / "summary.json").write_text(json.dumps(result, indent=2, default=str))
+    if rank == 0:
         summary: dict[str, Any] = json.loads((work / "summary.json").read_text())
         ckpt = "best_accuracy.pt" if (save_dir / "best_accuracy.pt").is_file() else "latest.pt"
         (save_dir / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
         sync_up(save_dir, args.out_uri, kind="model", quiet=True,
                 extra={"checkpoint": ckpt, "best_metric": summary.get("best_metric", {}),
                        "global_step": summary.get("global_step"), "train_seconds": round(time.time() - t0, 1)})
-    return rc
-
-
-def _add_overrides(train_args: list[str], extra: list[str]) -> list[str]:
-    return [*train_args, "-o", *extra]  # last wins: save dir and resume point are the worker's
+    return 0
 
 
 if __name__ == "__main__":
     if sys.argv[1:2] != ["worker"]:
-        sys.exit("usage: python -m components.steps.train worker --out-uri URI [--stage NAME=URI ...] -- -c CFG [-o ...]")
+        sys.exit("usage: python -m components.steps.train worker --out-uri URI --model-type det|rec "
+                 "--stage data=URI [--stage init=URI --init-key KEY ...] -- -c CFG [-o ...]")
     sys.exit(worker_main(sys.argv[2:]))

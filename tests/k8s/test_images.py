@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from components.launcher.pytorchjob import DEFAULT_IMAGE, build_pytorchjob
+from components.launcher.pytorchjob import DEFAULT_IMAGE, PyTorchJobSpec, build_pytorchjob
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILES = [ROOT / "Dockerfile", ROOT / "images" / "cpu.Dockerfile"]
@@ -64,7 +64,7 @@ def test_dockerignore_keeps_secrets_and_venv_out():
 
 
 def test_default_image_is_the_one_constant():
-    job = build_pytorchjob("x", ["-m", "ocr_core.train"], workers=2)
+    job = build_pytorchjob(PyTorchJobSpec("x", ["-m", "ocr_core.train"], workers=2))
     images = {c["image"] for spec in job["spec"]["pytorchReplicaSpecs"].values()
               for c in spec["template"]["spec"]["containers"]}
     assert images == {DEFAULT_IMAGE}

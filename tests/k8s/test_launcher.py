@@ -22,7 +22,7 @@ from components.launcher.local import (
     operator_env,
     run_local,
 )
-from components.launcher.pytorchjob import DEFAULT_IMAGE, build_pytorchjob, train_program
+from components.launcher.pytorchjob import DEFAULT_IMAGE, PyTorchJobSpec, build_pytorchjob, train_program
 from components.launcher.validate import validate_pytorchjob
 from tests.k8s.conftest import wait_no_children
 
@@ -41,8 +41,8 @@ GOLDEN_ARGS = [
 
 def _job(**kw):
     kw.setdefault("workers", 3)
-    return build_pytorchjob(kw.pop("name", "ocr-det"), train_program("configs/det/x.yml", ["Global.epoch_num=2"]),
-                            **kw)
+    return build_pytorchjob(PyTorchJobSpec(kw.pop("name", "ocr-det"),
+                                           train_program("configs/det/x.yml", ["Global.epoch_num=2"]), **kw))
 
 
 def _containers(job, rtype="Master"):
@@ -166,7 +166,7 @@ def _launch(cluster, job, **kw):
 def test_two_node_allreduce_succeeds_through_kubernetes_client(cluster):
     from kubernetes import client
 
-    job = build_pytorchjob("allreduce", [WORKER], workers=2, namespace="ocr")
+    job = build_pytorchjob(PyTorchJobSpec("allreduce", [WORKER], workers=2, namespace="ocr"))
     result, lines = _launch(cluster, job)
     assert result.state == "Succeeded"
     assert "rank 0/2 all_reduce sum=3" in lines and "rank 0/2 all_reduce sum=3" in result.log_tail
@@ -187,7 +187,7 @@ def test_two_node_allreduce_succeeds_through_kubernetes_client(cluster):
 def test_failing_worker_fails_the_step_with_reason_and_log_tail(cluster):
     from components.launcher.client import PyTorchJobFailed
 
-    job = build_pytorchjob("failing", [WORKER, "--fail-rank", "1"], workers=2, backoff_limit=1)
+    job = build_pytorchjob(PyTorchJobSpec("failing", [WORKER, "--fail-rank", "1"], workers=2, backoff_limit=1))
     with pytest.raises(PyTorchJobFailed) as info:
         _launch(cluster, job)
     err = info.value
@@ -202,7 +202,7 @@ def test_killed_worker_is_restarted_under_on_failure(cluster):
     from kubernetes import client
 
     cluster.kill_once.add("restarted-worker-0")
-    job = build_pytorchjob("restarted", [WORKER], workers=2, backoff_limit=2)
+    job = build_pytorchjob(PyTorchJobSpec("restarted", [WORKER], workers=2, backoff_limit=2))
     result, lines = _launch(cluster, job)
     assert result.state == "Succeeded" and "rank 0/2 all_reduce sum=3" in lines
     assert any(c["type"] == "Restarting" for c in result.conditions)
@@ -228,7 +228,7 @@ def _assert_deleted(cluster, name):
 def test_timeout_deletes_the_job(cluster):
     from components.launcher.client import PyTorchJobTimeout
 
-    job = build_pytorchjob("slow", [WORKER, "--sleep", "60"], workers=2)
+    job = build_pytorchjob(PyTorchJobSpec("slow", [WORKER, "--sleep", "60"], workers=2))
     with pytest.raises(PyTorchJobTimeout):
         _launch(cluster, job, timeout_s=2.0, watch_timeout_s=30)  # the overall limit wins over the call's
     _assert_deleted(cluster, "slow")
@@ -239,7 +239,7 @@ def test_cancel_deletes_the_job(cluster, sig, exc_name):
     from components.launcher.client import PyTorchJobCancelled
 
     name = f"cancel-{sig.name.lower()}"
-    job = build_pytorchjob(name, [WORKER, "--sleep", "60"], workers=2)
+    job = build_pytorchjob(PyTorchJobSpec(name, [WORKER, "--sleep", "60"], workers=2))
     before = signal.getsignal(signal.SIGTERM)
     timer = threading.Timer(1.5, os.kill, (os.getpid(), sig))  # what a cancelled KFP step receives
     timer.start()
@@ -254,7 +254,7 @@ def test_cancel_deletes_the_job(cluster, sig, exc_name):
 def test_server_side_admission_rejects_invalid_jobs(cluster):
     from components.launcher.client import PyTorchJobError
 
-    job = build_pytorchjob("rejected", [WORKER], workers=2)
+    job = build_pytorchjob(PyTorchJobSpec("rejected", [WORKER], workers=2))
     bad = copy.deepcopy(job)
     bad["spec"]["pytorchReplicaSpecs"]["Master"]["replicas"] = 2
     with pytest.raises(PyTorchJobError, match=r"HTTP 403.*Master\]\.replicas: Forbidden: must be 1"):

@@ -79,7 +79,12 @@ def test_secret_is_a_placeholder_with_kfp_keys():
 
 
 def test_podmonitor_structure():
-    from components.launcher.pytorchjob import COMMON_LABELS, METRICS_PORT_NAME, build_pytorchjob
+    from components.launcher.pytorchjob import (
+        COMMON_LABELS,
+        METRICS_PORT_NAME,
+        PyTorchJobSpec,
+        build_pytorchjob,
+    )
 
     pm = _docs(MANIFESTS / "monitoring" / "podmonitor.yaml")[0]
     assert (pm["apiVersion"], pm["kind"]) == ("monitoring.coreos.com/v1", "PodMonitor")
@@ -88,7 +93,7 @@ def test_podmonitor_structure():
     endpoints = pm["spec"]["podMetricsEndpoints"]
     assert [e["port"] for e in endpoints] == [METRICS_PORT_NAME]
     # the selector matches the pods the builder makes, and they expose a port with that name
-    job = build_pytorchjob("x", ["-m", "ocr_core.train"], workers=2)
+    job = build_pytorchjob(PyTorchJobSpec("x", ["-m", "ocr_core.train"], workers=2))
     tmpl = job["spec"]["pytorchReplicaSpecs"]["Worker"]["template"]
     assert pm["spec"]["selector"]["matchLabels"].items() <= tmpl["metadata"]["labels"].items()
     assert pm["spec"]["selector"]["matchLabels"].items() <= COMMON_LABELS.items()

@@ -4,7 +4,7 @@ The real ``kubernetes`` client talks to ``fake_apiserver.FakeCluster`` (API serv
 simulator that runs each replica as a local process with the operator's env); data and
 checkpoints live in an embedded SeaweedFS S3 server, whose keys reach the replicas through a
 Secret (``secretKeyRef``), as on a cluster. The job is what ``components.steps.train.run_workers``
-builds: ``build_pytorchjob(name, worker_program(...))`` with the Master + 1 Worker replicas training
+builds: ``build_pytorchjob(PyTorchJobSpec(name, worker_program(...)))`` with the Master + 1 Worker replicas training
 a tiny det model with gloo.
 """
 
@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import torch
 
-from components.launcher.pytorchjob import build_pytorchjob
+from components.launcher.pytorchjob import PyTorchJobSpec, build_pytorchjob
 from components.steps.common import resolve_config
 from components.steps.data import DET_LABEL
 from components.steps.train import FAULT_ENV, stage_plan, worker_program
@@ -74,11 +74,10 @@ def secret_cluster(cluster, s3):
 def _job(name: str, data_uri: str, out_uri: str, work: Path, overrides: list[str] = (),
          env: dict[str, str] | None = None, **kw: Any) -> dict[str, Any]:
     """What ``run_workers(launcher="kubernetes")`` builds, plus per-test env."""
-    stage, data_ov = stage_plan("det", data_uri)
-    program = worker_program(resolve_config(CONFIG), [*TINY, *data_ov, *overrides], stage, out_uri)
+    program = worker_program(resolve_config(CONFIG), [*TINY, *overrides], stage_plan("det", data_uri), out_uri)
     pod_env = {"OCRFLOW_S3_ENDPOINT": os.environ["OCRFLOW_S3_ENDPOINT"], "AWS_REGION": os.environ["AWS_REGION"],
                "OMP_NUM_THREADS": "1", "OCRFLOW_WORK_DIR": str(work), **(env or {})}
-    return build_pytorchjob(name, program, workers=2, env=pod_env, secret_name=SECRET, **kw)
+    return build_pytorchjob(PyTorchJobSpec(name, program, workers=2, env=pod_env, secret_name=SECRET, **kw))
 
 
 def _launch(cluster, job, **kw):

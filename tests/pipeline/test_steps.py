@@ -143,18 +143,21 @@ def test_match_e2e_counts_dont_care_and_text() -> None:
 
 
 def test_stage_plan_and_worker_program() -> None:
-    stage, ov = T.stage_plan("det", "s3://b/d", "s3://b/init", ["Architecture.Models.Student.pretrained"],
-                             "s3://b/t", "")
-    assert stage == {"data": "s3://b/d", "init": "s3://b/init", "teacher": "s3://b/t"}
-    assert "Train.dataset.data_dir=${data}" in ov
-    assert "Architecture.Models.Student.pretrained=${init}/model.pt" in ov
-    assert "Architecture.Models.Teacher.pretrained=${teacher}/model.pt" in ov
-    prog = T.worker_program("cfg.yml", ["A.b=1"], stage, "s3://b/runs/k/step")
+    plan = T.stage_plan("det", "s3://b/d", "s3://b/init", ["Architecture.Models.Student.pretrained"],
+                        "s3://b/t", "")
+    assert plan.uris() == {"data": "s3://b/d", "init": "s3://b/init", "teacher": "s3://b/t"}
+    staged = {"data": "/st/data", "init": "/st/init", "teacher": "/st/teacher"}  # where the worker staged them
+    settings = plan.settings(staged)
+    assert settings["Train.dataset.data_dir"] == "/st/data"
+    assert settings["Architecture.Models.Student.pretrained"] == "/st/init/model.pt"
+    assert settings["Architecture.Models.Teacher.pretrained"] == "/st/teacher/model.pt"
+    prog = T.worker_program("cfg.yml", ["A.b=1"], plan, "s3://b/runs/k/step")
     assert prog[:3] == ["-m", "components.steps.train", "worker"]
     assert prog[prog.index("--") + 1:] == ["-c", "cfg.yml", "-o", "A.b=1"]
-    rec_stage, rec_ov = T.stage_plan("rec", "s3://b/l")
-    assert rec_stage == {"data": "s3://b/l"} and rec_ov == ["Train.dataset.data_dir=${data}/train",
-                                                          "Eval.dataset.data_dir=${data}/test"]
+    assert T._parse_worker_args(prog[3:])[1] == plan  # the worker reads the same plan back
+    rec = T.stage_plan("rec", "s3://b/l")
+    assert rec.uris() == {"data": "s3://b/l"} and rec.settings({"data": "/st/l"}) == {
+        "Train.dataset.data_dir": "/st/l/train", "Eval.dataset.data_dir": "/st/l/test"}
 
 
 def test_parse_params() -> None:
