@@ -32,7 +32,7 @@ test: venv lint
 	  if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 1; fi; exit $$rc
 
 demo: venv
-	$(BIN)/python -m ocr_core.demo
+	$(BIN)/python -m pipelines.demo
 
 bench: venv
 	$(BIN)/python bench/det_train_throughput.py

@@ -1,22 +1,30 @@
 """The ``ocrflow`` command line.
 
-Each verb lives in ``ocr_core/commands/<verb>.py`` and defines:
+Each library verb lives in ``ocr_core/commands/<verb>.py``; other packages add verbs through the
+``ocrflow.verbs`` entry point group (``pyproject.toml``: ``pipeline``, ``launch`` and ``demo`` live
+with the DAG and the launcher they drive, which ``ocr_core`` never imports). A verb module defines:
 
 * ``HELP``: one-line summary,
 * ``add_arguments(parser)``: its flags,
 * ``run(args) -> int``: the work; returns the exit code.
 
-Verbs are imported only when used, so ``ocrflow --help`` stays fast.
+Verbs are imported only when used, so ``ocrflow --help`` stays fast (an entry-point verb's
+``HELP`` is read from its source without importing it).
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import importlib
+import importlib.util
 import sys
 from collections.abc import Sequence
+from importlib.metadata import entry_points
 
 from ocr_core.errors import OCRFlowError
+
+ENTRY_POINT_GROUP = "ocrflow.verbs"
 
 # verb -> module under ocr_core.commands (kept explicit so `--help` lists verbs without imports)
 VERBS: dict[str, tuple[str, str]] = {
@@ -34,29 +42,47 @@ VERBS: dict[str, tuple[str, str]] = {
     "predict": ("predict", "Run an exported ONNX model (no torch needed)."),
     "weights": ("weights", "Import pretrained weights (official PP-OCRv3, PaddleOCR .pdparams, OpenOCR .pth)."),
     "storage": ("storage", "Object storage helpers: serve an embedded S3 server, upload, download."),
-    "pipeline": ("pipeline", "Compile, run locally, submit or schedule the KFP training pipeline."),
-    # lives outside ocr_core (it needs the kubernetes client, which ocr_core never imports)
-    "launch": ("components.launcher.cli", "Launch training as a PyTorchJob (or locally, or print it with --dry-run)."),
 }
 
 
-def _module_name(mod: str) -> str:
-    return mod if "." in mod else f"ocr_core.commands.{mod}"
+def _source_help(module: str) -> str | None:
+    """The module-level ``HELP = "..."`` of ``module``, read from its source (None when absent).
+
+    Finding the module imports its parent packages, not the module itself.
+    """
+    try:
+        spec = importlib.util.find_spec(module)
+    except (ImportError, ValueError):  # a parent package is missing or broken
+        return None
+    if spec is None or not spec.origin or not spec.origin.endswith(".py"):
+        return None
+    try:
+        with open(spec.origin, encoding="utf-8") as fh:
+            tree = ast.parse(fh.read(), spec.origin)
+    except (OSError, SyntaxError):
+        return None
+    for node in tree.body:
+        if (isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "HELP" for t in node.targets)
+                and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)):
+            return node.value.value
+    return ""
 
 
 def _available() -> dict[str, tuple[str, str]]:
-    out = {}
-    for verb, (mod, helptext) in VERBS.items():
-        try:
-            found = importlib.util.find_spec(_module_name(mod)) is not None
-        except ModuleNotFoundError:  # parent package absent (e.g. components not installed)
-            found = False
-        if found:
-            out[verb] = (mod, helptext)
+    """verb -> (module, one-line help): the library's verbs, then installed ``ocrflow.verbs`` entry points
+    whose module is present (a library verb's name is never taken over)."""
+    out = {verb: (f"ocr_core.commands.{mod}", helptext) for verb, (mod, helptext) in VERBS.items()}
+    for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+        if ep.name in out:
+            continue
+        helptext = _source_help(ep.module)
+        if helptext is not None:
+            out[ep.name] = (ep.module, helptext)
     return out
 
 
-def build_parser(load_verb: str | None = None) -> argparse.ArgumentParser:
+def build_parser(load_verb: str | None = None,
+                 available: dict[str, tuple[str, str]] | None = None) -> argparse.ArgumentParser:
     """The top-level parser; only ``load_verb``'s module is imported to add its flags."""
     parser = argparse.ArgumentParser(
         prog="ocrflow",
@@ -66,10 +92,10 @@ def build_parser(load_verb: str | None = None) -> argparse.ArgumentParser:
 
     parser.add_argument("--version", action="version", version=f"ocrflow {__version__}")
     sub = parser.add_subparsers(dest="verb", metavar="VERB")
-    for verb, (mod, helptext) in _available().items():
+    for verb, (mod, helptext) in (available if available is not None else _available()).items():
         p = sub.add_parser(verb, help=helptext, description=helptext)
         if verb == load_verb:
-            module = importlib.import_module(_module_name(mod))
+            module = importlib.import_module(mod)
             module.add_arguments(p)
             p.set_defaults(_module=module)
     return parser
@@ -79,7 +105,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``ocrflow`` console script."""
     argv = list(sys.argv[1:] if argv is None else argv)
     verb = next((a for a in argv if not a.startswith("-")), None)
-    parser = build_parser(verb if verb in _available() else None)
+    available = _available()
+    parser = build_parser(verb if verb in available else None, available)
     args = parser.parse_args(argv)
     if getattr(args, "_module", None) is None:
         parser.print_help()

@@ -1,7 +1,7 @@
 """Run the DAG on this machine with ``kfp.local`` (``SubprocessRunner(use_venv=False)``).
 
 Each task is a subprocess of this interpreter; they reach object storage through the
-environment (``OCRFLOW_S3_ENDPOINT`` + keys), which :func:`run_local` sets from ``env`` (e.g.
+environment (``OCRFLOW_S3_ENDPOINT`` + keys), which :func:`run_pipeline_locally` sets from ``env`` (e.g.
 ``EmbeddedS3.env``). ``pipeline_root`` must be a local directory (kfp.local limitation).
 """
 
@@ -48,9 +48,9 @@ class StepTimer:
             self.steps[m.group(1)] = {"status": "SKIPPED", "seconds": None}
 
 
-def run_local(params: Mapping[str, Any], pipeline_root: str | os.PathLike[str], env: Mapping[str, str] | None = None,
-              enable_caching: bool = False, timer: StepTimer | None = None,
-              pipeline: GraphComponent = ocr_train_pipeline) -> Any:
+def run_pipeline_locally(params: Mapping[str, Any], pipeline_root: str | os.PathLike[str],
+                         env: Mapping[str, str] | None = None, enable_caching: bool = False,
+                         timer: StepTimer | None = None, pipeline: GraphComponent = ocr_train_pipeline) -> Any:
     """Run ``pipeline`` (default: the training DAG) with ``params``; returns kfp.local's result
     (raises when a task fails; ``ConfigError`` before starting on arguments the DAG cannot run)."""
     import logging

@@ -72,7 +72,7 @@ def ocr_retrain_pipeline(**params: Any) -> None:
 def run_retrain_local(params: Mapping[str, Any], pipeline_root: str | os.PathLike[str],
                       env: Mapping[str, str] | None = None, enable_caching: bool = False,
                       timer: "StepTimer | None" = None) -> Any:
-    """:func:`pipelines.local_run.run_local`, for the retrain pipeline (kfp.local, SubprocessRunner)."""
-    from pipelines.local_run import run_local
+    """:func:`pipelines.local_run.run_pipeline_locally`, for the retrain pipeline (kfp.local, SubprocessRunner)."""
+    from pipelines.local_run import run_pipeline_locally
 
-    return run_local(params, pipeline_root, env, enable_caching, timer, pipeline=ocr_retrain_pipeline)
+    return run_pipeline_locally(params, pipeline_root, env, enable_caching, timer, pipeline=ocr_retrain_pipeline)

@@ -111,11 +111,11 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write(to_yaml(job))
         return 0
     if args.local:
-        from components.launcher.local import LocalJobFailed, LocalJobTimeout, run_local
+        from components.launcher.local import LocalJobFailed, LocalJobTimeout, run_local_workers
 
         try:
-            run_local(spec.program, nnodes=spec.workers, nproc_per_node=spec.nproc_per_node, env=spec.env,
-                      timeout_s=args.timeout)
+            run_local_workers(spec.program, nnodes=spec.workers, nproc_per_node=spec.nproc_per_node, env=spec.env,
+                              timeout_s=args.timeout)
         except (LocalJobFailed, LocalJobTimeout) as exc:
             print(f"ocrflow launch: {exc}", file=sys.stderr)
             return 1

@@ -116,7 +116,7 @@ def kill_group(proc: subprocess.Popen, grace_s: float = 3.0) -> None:
             continue
 
 
-def run_local(
+def run_local_workers(
     program: Sequence[str],
     *,
     nnodes: int = 1,

@@ -122,9 +122,9 @@ def run_workers(program: list[str], *, launcher: str, workers: int, gpus: int, n
         if rc:
             raise RuntimeError(f"training exited with {rc}")
     elif launcher == "local":
-        from components.launcher.local import run_local
+        from components.launcher.local import run_local_workers
 
-        res = run_local(program, nnodes=workers, log_sink=print)
+        res = run_local_workers(program, nnodes=workers, log_sink=print)
         log.info("local job: %d node(s), %.1fs", res.nnodes, res.duration_s)
     elif launcher == "kubernetes":
         from components.launcher.client import launch_and_wait

@@ -20,7 +20,7 @@ from components.launcher.local import (
     expand_k8s_vars,
     local_argv,
     operator_env,
-    run_local,
+    run_local_workers,
 )
 from components.launcher.pytorchjob import DEFAULT_IMAGE, PyTorchJobSpec, build_pytorchjob, train_program
 from components.launcher.validate import validate_pytorchjob
@@ -268,7 +268,7 @@ def test_server_side_admission_rejects_invalid_jobs(cluster):
 # --- local launcher ------------------------------------------------------------------------------
 def test_local_launcher_two_nodes_with_the_operator_env():
     lines: list[str] = []
-    result = run_local([WORKER], nnodes=2, log_sink=lines.append, cwd=str(ROOT), timeout_s=60)
+    result = run_local_workers([WORKER], nnodes=2, log_sink=lines.append, cwd=str(ROOT), timeout_s=60)
     assert "rank 0/2 all_reduce sum=3" in lines and result.log_tail == lines
     env = _env_line(lines)
     assert env["MASTER_ADDR"] == env["PET_MASTER_ADDR"] == "127.0.0.1"
@@ -278,7 +278,7 @@ def test_local_launcher_two_nodes_with_the_operator_env():
 
 def test_local_launcher_torchrun_form_reads_pet_env():
     lines: list[str] = []
-    run_local([WORKER], nnodes=2, nproc_per_node=1, log_sink=lines.append, cwd=str(ROOT), timeout_s=90)
+    run_local_workers([WORKER], nnodes=2, nproc_per_node=1, log_sink=lines.append, cwd=str(ROOT), timeout_s=90)
     # torchrun got --nnodes=2 --nproc-per-node=1 from $(PET_*) and set RANK/WORLD_SIZE for its child
     assert any(line.endswith("all_reduce sum=3") for line in lines), lines
     assert wait_no_children() == []
@@ -286,7 +286,7 @@ def test_local_launcher_torchrun_form_reads_pet_env():
 
 def test_local_launcher_failure_kills_the_other_nodes():
     with pytest.raises(LocalJobFailed) as info:
-        run_local([WORKER, "--fail-rank", "1"], nnodes=2, log_sink=None, cwd=str(ROOT), timeout_s=60)
+        run_local_workers([WORKER, "--fail-rank", "1"], nnodes=2, log_sink=None, cwd=str(ROOT), timeout_s=60)
     assert (info.value.rank, info.value.exit_code) == (1, 3)
     assert "NoSuchKey" in info.value.log_tail[-1]
     assert wait_no_children() == []
@@ -294,5 +294,5 @@ def test_local_launcher_failure_kills_the_other_nodes():
 
 def test_local_launcher_timeout_kills_all_nodes():
     with pytest.raises(LocalJobTimeout):
-        run_local([WORKER, "--sleep", "60"], nnodes=2, log_sink=None, cwd=str(ROOT), timeout_s=1.0)
+        run_local_workers([WORKER, "--sleep", "60"], nnodes=2, log_sink=None, cwd=str(ROOT), timeout_s=1.0)
     assert wait_no_children() == []

@@ -1,4 +1,4 @@
-"""``make demo``'s flow at CI size (``ocr_core.demo.CI``): the default ``finetune`` recipe from the
+"""``make demo``'s flow at CI size (``pipelines.demo.CI``): the default ``finetune`` recipe from the
 imported PP-OCRv3 weights on synthetic receipts, the gate publishing because of the gain over the
 start model, a second pass (retrain DAG, same data) that skips, and the self-contained report.
 
@@ -18,7 +18,7 @@ import pytest
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    from ocr_core.demo import CI, run_demo, write_html
+    from pipelines.demo import CI, run_demo, write_html
     from ocr_core.weights.ppocr_weights import WeightsImportError, import_ppocrv3
 
     out = tmp_path_factory.mktemp("demo")
@@ -47,7 +47,7 @@ def test_finetuned_det_beats_off_the_shelf(demo: dict[str, Any]) -> None:
 
 
 def test_gate_published_because_of_the_gain(demo: dict[str, Any]) -> None:
-    from ocr_core.demo import gate_sentence
+    from pipelines.demo import gate_sentence
 
     g = demo["gate"]
     assert g["champion"] == "start" and g["publish"] == 1.0  # no production model: the start pair is the champion

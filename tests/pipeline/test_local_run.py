@@ -20,7 +20,7 @@ def test_whole_dag_locally_cml_recipe(tmp_path: Path, monkeypatch: pytest.Monkey
     from components.steps.registry import production_pointer
     from ocr_core.storage.embedded import EmbeddedS3
     from ocr_core.storage.manifest import read_manifest, sync_up
-    from pipelines.local_run import StepTimer, display_names, run_local
+    from pipelines.local_run import StepTimer, display_names, run_pipeline_locally
 
     raw = make_raw_dataset(tmp_path / "raw", det_train=2, det_test=1, rec_train=4, rec_test=2)
     monkeypatch.setenv("OCRFLOW_WORK_DIR", str(tmp_path / "work"))
@@ -30,7 +30,7 @@ def test_whole_dag_locally_cml_recipe(tmp_path: Path, monkeypatch: pytest.Monkey
         raw_m = sync_up(raw, "s3://ocrflow/incoming/raw", kind="raw-dataset", quiet=True)
         init = tiny_teacher_init(tmp_path, "s3://ocrflow/weights/tiny-teacher-init")
         timer = StepTimer()
-        run_local(tiny_params(raw_m.prefix, "s3://ocrflow", det_recipe="cml", det_teacher_init_uri=init),
+        run_pipeline_locally(tiny_params(raw_m.prefix, "s3://ocrflow", det_recipe="cml", det_teacher_init_uri=init),
                   tmp_path / "root", s3.env, timer=timer)
         names = display_names()
         done = {names.get(k, k): v["status"] for k, v in timer.steps.items()}

@@ -1,9 +1,13 @@
-"""Architecture rule: ocr_core is usable on its own and never imports kfp or kubernetes."""
+"""Architecture rules: ocr_core is usable on its own and never imports kfp or kubernetes, nor the
+layers built on it (components/, pipelines/), at any depth."""
 
 from __future__ import annotations
 
+import ast
+import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,3 +39,55 @@ def test_no_source_file_imports_kfp_or_kubernetes() -> None:
             if s.startswith(("import kfp", "from kfp", "import kubernetes", "from kubernetes")):
                 offenders.append(f"{path.relative_to(ROOT)}: {s}")
     assert not offenders, offenders
+
+
+# --- ocr_core is the ground floor: no import of the DAG layers, function-local or by name -------
+ABOVE_OCR_CORE = ("pipelines", "components", "kfp", "kubernetes")
+_DYNAMIC_IMPORTS = ("import_module", "__import__", "find_spec")  # their first argument names a module
+_MODULE_PATH = re.compile(rf"^(?:{'|'.join(ABOVE_OCR_CORE)})(?:\.[A-Za-z_]\w*)+$")
+
+
+def imported_modules(tree: ast.AST) -> set[tuple[int, str]]:
+    """``(line, module)`` for every import statement anywhere in ``tree`` (inside functions and
+    branches too), every string literal given to ``importlib.import_module``, ``__import__`` or
+    ``importlib.util.find_spec``, and every string that is a whole dotted module path of a layer
+    above ocr_core (``"components.launcher.cli"`` in a table of modules to import later).
+    Relative imports (``from . import x``) stay inside the package."""
+    return set(_imports(tree))
+
+
+def _imports(tree: ast.AST) -> Iterator[tuple[int, str]]:
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            yield from ((node.lineno, alias.name) for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            yield node.lineno, node.module
+        elif isinstance(node, ast.Call) and node.args:
+            func = node.func
+            name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
+            arg = node.args[0]
+            if name in _DYNAMIC_IMPORTS and isinstance(arg, ast.Constant) and isinstance(arg.value, str):
+                yield node.lineno, arg.value
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and _MODULE_PATH.match(node.value):
+            yield node.lineno, node.value
+
+
+def test_the_import_walker_sees_function_local_and_dynamic_imports() -> None:
+    src = ("import os\nfrom ocr_core.config import load_config\nfrom . import sibling\n"
+           "def f():\n    if True:\n        from pipelines.local_run import x\n"
+           "    importlib.import_module('components.launcher.cli')\n    __import__('kfp')\n"
+           "    importlib.util.find_spec('kubernetes.client')\n    import_module(name)\n"
+           "VERBS = {'launch': ('components.launcher.cli', 'help')}\nDOC = 'see components/steps/data.py'\n")
+    found = sorted(imported_modules(ast.parse(src)))
+    assert found == [(1, "os"), (2, "ocr_core.config"), (6, "pipelines.local_run"), (7, "components.launcher.cli"),
+                     (8, "kfp"), (9, "kubernetes.client"), (11, "components.launcher.cli")]
+
+
+def test_ocr_core_never_imports_components_pipelines_kfp_or_kubernetes_at_any_depth() -> None:
+    files = sorted((ROOT / "ocr_core").rglob("*.py"))
+    assert len(files) > 60  # really walked the package
+    offenders = [f"{path.relative_to(ROOT)}:{line}: {module}"
+                 for path in files
+                 for line, module in sorted(imported_modules(ast.parse(path.read_text(encoding="utf-8"), str(path))))
+                 if module.split(".")[0] in ABOVE_OCR_CORE]
+    assert not offenders, "ocr_core must not depend on the layers above it:\n" + "\n".join(offenders)

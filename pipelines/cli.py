@@ -3,7 +3,8 @@
 ``--pipeline retrain`` selects the retrain pipeline (training only when new labelled data has
 landed); ``schedule`` creates a KFP recurring run of it (default) or of the training pipeline.
 
-``ocr_core`` never imports kfp at module import time: ``pipelines.*`` is imported inside ``run``.
+The verb joins the ``ocrflow`` command through the ``ocrflow.verbs`` entry point
+(``pyproject.toml``); kfp is imported inside ``run`` so ``ocrflow pipeline --help`` stays fast.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ PIPELINES = ("train", "retrain")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags of ``ocrflow pipeline`` (one sub-parser per action)."""
     sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     c = sub.add_parser("compile", help="write the pipeline YAML")
     c.add_argument("--out", help="default: dist/ocr_<pipeline>_pipeline.yaml")
@@ -53,6 +55,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Compile, schedule, submit, or run locally (kfp.local + an embedded S3 server unless ``--external-s3``)."""
     from pipelines.schedule import compile_named, create_schedule, default_package, validate_schedule
     from pipelines.submit import parse_params, submit
 
@@ -77,22 +80,20 @@ def run(args: argparse.Namespace) -> int:
         run_id = submit(args.host, args.experiment, params, run_name=args.run_name, package=package)
         print(json.dumps({"run_id": run_id}))
         return 0
-    from pipelines.local_run import run_local as run_train_local
+    from pipelines.local_run import publish_local_weights, run_pipeline_locally
     from pipelines.ocr_train_pipeline import check_arguments
     from pipelines.retrain_pipeline import run_retrain_local
 
-    run_local = run_retrain_local if args.pipeline == "retrain" else run_train_local
+    run_locally = run_retrain_local if args.pipeline == "retrain" else run_pipeline_locally
     params.setdefault("raw_data_uri", args.raw_data)
     check_arguments(params)  # e.g. det_recipe=cml without det_teacher_init_uri: exit 2 before anything starts
-    from pipelines.local_run import publish_local_weights
-
     if args.external_s3:
-        run_local(publish_local_weights(params, params.get("store_root", "s3://ocrflow")), args.pipeline_root)
+        run_locally(publish_local_weights(params, params.get("store_root", "s3://ocrflow")), args.pipeline_root)
         return 0
     from ocr_core.storage.embedded import EmbeddedS3
 
     with EmbeddedS3() as s3:
         params.setdefault("store_root", f"s3://{s3.bucket}")
         os.environ.update(s3.env)  # local weights are published into this store before the run
-        run_local(publish_local_weights(params, params["store_root"]), args.pipeline_root, s3.env)
+        run_locally(publish_local_weights(params, params["store_root"]), args.pipeline_root, s3.env)
     return 0

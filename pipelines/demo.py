@@ -5,8 +5,11 @@ The demo renders receipt scenes, imports the official PP-OCRv3 det/rec weights (
 ``<out>/weights``), runs the training DAG with ``kfp.local`` (``det_recipe=finetune`` from those
 weights; short training), and then the retrain DAG on the same raw data, which must skip. The gate
 publishes only when the fine-tuned pair beats the start pair end to end; the report says why.
-``<out>/report.html`` is self-contained (inline PNGs). kfp is imported lazily (``ocr_core`` never
-imports it at import time).
+``<out>/report.html`` is self-contained (inline PNGs).
+
+``make demo`` runs ``python -m pipelines.demo``; the same is the ``ocrflow demo`` verb (an
+``ocrflow.verbs`` entry point in ``pyproject.toml``). kfp is imported when the demo runs, so
+``ocrflow demo --help`` stays fast.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+HELP = "Run the training DAG locally on synthetic receipts (fine-tune PP-OCRv3), then the retrain DAG; write a report."
 OUT = Path("demo_out")
 REC_CONFIG = "pipelines/configs/ch_PP-OCRv3_rec_ctc_lmdb.yml"
 
@@ -232,7 +236,7 @@ def run_demo(out: Path, size: DemoSize = DEMO, keep_store: bool = False) -> dict
     from ocr_core.storage.client import open_store
     from ocr_core.storage.embedded import EmbeddedS3
     from ocr_core.storage.manifest import sync_up
-    from pipelines.local_run import StepTimer, run_local
+    from pipelines.local_run import StepTimer, run_pipeline_locally
     from pipelines.ocr_train_pipeline import ocr_train_pipeline
     from pipelines.retrain_pipeline import ocr_retrain_pipeline, run_retrain_local
     from pipelines.sample_data import make_raw_dataset
@@ -256,7 +260,7 @@ def run_demo(out: Path, size: DemoSize = DEMO, keep_store: bool = False) -> dict
         init = {k: sync_up(Path(v).parent, f"s3://ocrflow/weights/ppocrv3-{k}", kind="model", quiet=True,
                            extra={"checkpoint": "model.pt"}).prefix for k, v in weights.items()}
         params = pipeline_params(raw_m.prefix, init, size)
-        for name, runner in (("train", run_local), ("retrain", run_retrain_local)):
+        for name, runner in (("train", run_pipeline_locally), ("retrain", run_retrain_local)):
             _say(f"pass {'1: the training DAG' if name == 'train' else '2: the retrain DAG on the same data'} "
                  "(kfp.local; each task streams its log below)")
             before = production_pointer("s3://ocrflow", "ppocrv3")
@@ -379,14 +383,16 @@ def write_html(path: Path, res: dict[str, Any]) -> Path:
     return write_report(path, "OCRFlow demo: fine-tuning PP-OCRv3 on receipts", sections)
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m ocr_core.demo", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", default=str(OUT))
-    p.add_argument("--size", choices=("demo", "ci"), default="demo", help="ci: the CI-sized variant")
-    p.add_argument("--keep-store", action="store_true",
-                   help="keep <out>/s3 (finished content-keyed steps are reused; the registry is reset)")
-    args = p.parse_args(argv)
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags of ``ocrflow demo`` / ``python -m pipelines.demo``."""
+    parser.add_argument("--out", default=str(OUT))
+    parser.add_argument("--size", choices=("demo", "ci"), default="demo", help="ci: the CI-sized variant")
+    parser.add_argument("--keep-store", action="store_true",
+                        help="keep <out>/s3 (finished content-keyed steps are reused; the registry is reset)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Both passes, the tables on stdout and ``<out>/report.html``; 0 when both pipelines succeeded."""
     out = Path(args.out).resolve()
     res = run_demo(out, DEMO if args.size == "demo" else CI, keep_store=args.keep_store)
     report = write_html(out / "report.html", res)
@@ -404,6 +410,14 @@ def main(argv: list[str] | None = None) -> int:
     ok = all(v == "SUCCESS" for v in res["status"].values())
     print(f"pipelines: {res['status']}; wall time {res['wall_s']:.0f} s; report: {report}")
     return 0 if ok else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m pipelines.demo`` (``make demo``)."""
+    p = argparse.ArgumentParser(prog="python -m pipelines.demo", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(p)
+    return run(p.parse_args(argv))
 
 
 if __name__ == "__main__":
