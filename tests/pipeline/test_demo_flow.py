@@ -18,8 +18,8 @@ import pytest
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    from pipelines.demo import CI, run_demo, write_html
     from ocr_core.weights.ppocr_weights import WeightsImportError, import_ppocrv3
+    from pipelines.demo import CI, run_demo, write_html
 
     out = tmp_path_factory.mktemp("demo")
     try:
