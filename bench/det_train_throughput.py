@@ -22,11 +22,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.train_timing import load_batches, median_step_seconds  # noqa: E402
+from ocr_core.build import build_loss, create_model  # noqa: E402
 from ocr_core.config import load_config  # noqa: E402
 from ocr_core.data.icdar import convert_det_gt_dir  # noqa: E402
 from ocr_core.data.synth import synth_det  # noqa: E402
-from ocr_core.losses import build_loss  # noqa: E402
-from ocr_core.modeling import build_model  # noqa: E402
 
 PADDLE_CPU_IMG_S = 0.24  # SPEC §5: paddlepaddle 3.0 CPU, det_mv3_db, 640x640, batch 4, 2 vCPU
 
@@ -40,12 +39,12 @@ def make_data(root: Path, num: int) -> Path:
 def step_throughput(cfg: dict, batches: list, steps: int, warmup: int, channels_last: bool,
                     bf16: bool) -> tuple[float, float]:
     torch.manual_seed(0)
-    model = build_model(cfg["Architecture"]).train()
+    model = create_model(cfg).train()
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
         batches = [[b[0].contiguous(memory_format=torch.channels_last), *b[1:]] for b in batches]
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    med = median_step_seconds(lambda batch: model(batch[0]), build_loss(cfg["Loss"]), opt, batches, steps,
+    med = median_step_seconds(lambda batch: model(batch[0]), build_loss(cfg), opt, batches, steps,
                               warmup, bf16)
     return batches[0][0].shape[0] / med, med
 

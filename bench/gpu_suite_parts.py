@@ -26,17 +26,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from ocr_core.config import load_config
+from ocr_core.build import build_loss, build_metric, build_post_process, create_model
+from ocr_core.config import load_charset, load_config, wire_rec_heads
 from ocr_core.config.schema import OptimizerConfig
 from ocr_core.data.icdar import convert_det_gt_dir
 from ocr_core.data.loader import build_dataloader, collate_batch
 from ocr_core.data.synth import synth_det, synth_rec
 from ocr_core.engine.loop import StepState, evaluate, to_device, train_one_epoch
 from ocr_core.engine.optim import build_optimizer
-from ocr_core.engine.program import build_post_process_from, load_charset, wire_rec_heads
-from ocr_core.losses import build_loss
-from ocr_core.metrics import build_metric
-from ocr_core.modeling import build_model
 from ocr_core.registry import check_dataclass
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -196,8 +193,7 @@ def rec_config(ctx: Ctx) -> dict[str, Any]:
         cfg[section]["dataset"]["data_dir"] = str(data)
         cfg[section]["dataset"]["label_file_list"] = [str(data / "rec_gt.txt")]
         set_op(cfg[section], "RecResizeImg", image_shape=list(ctx.rec_shape))
-    wire_rec_heads(cfg, len(load_charset(cfg) or []) + 1)
-    return cfg
+    return wire_rec_heads(cfg, len(load_charset(cfg) or []) + 1)
 
 
 _POOL_DATASET: Any = None  # the dataset forked pool workers read (set around the pool's life)
@@ -248,7 +244,7 @@ def train_row(ctx: Ctx, key: str, variant: str, deadline: float) -> dict[str, An
     ctx.phase = "building the model"
     model_type = "rec" if key == "rec_svtr" else "det"
     torch.manual_seed(0)
-    model = build_model(cfg["Architecture"]).to(ctx.device)
+    model = create_model(cfg).to(ctx.device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     batch = to_device(batch_cpu, ctx.device, channels_last)
@@ -261,7 +257,7 @@ def train_row(ctx: Ctx, key: str, variant: str, deadline: float) -> dict[str, An
     if amp and ctx.amp_dtype == torch.float16 and ctx.device.type == "cuda":
         scaler = torch.amp.GradScaler("cuda")
     net = torch.compile(model, backend=ctx.compile_backend) if compiled else model
-    loss_fn = build_loss(cfg["Loss"])
+    loss_fn = build_loss(cfg)
     reset_peak(ctx.device)
 
     def run(n: int) -> tuple[list[float], dict[str, float]]:
@@ -377,8 +373,8 @@ def eval_row(ctx: Ctx, deadline: float) -> dict[str, Any]:
     workers = min(8, ctx.loader_workers) if shm is None or shm >= 2 else 0  # 16 pages in flight ~ 0.2 GiB
     cfg["Eval"]["loader"].update(batch_size_per_card=1, num_workers=workers)
     torch.manual_seed(0)
-    model = build_model(cfg["Architecture"]).to(ctx.device).eval()
-    post, metric = build_post_process_from(cfg), build_metric(cfg["Metric"])
+    model = create_model(cfg).to(ctx.device).eval()
+    post, metric = build_post_process(cfg), build_metric(cfg)
     dataset, loader, _ = build_dataloader(cfg, "Eval")
     first = next(iter(loader))[0]  # decoded in a worker: the main process never runs cv2 before forking
     chw = tuple(first.shape[1:])

@@ -22,10 +22,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.train_timing import load_batches, median_step_seconds  # noqa: E402
+from ocr_core.build import build_loss, create_model  # noqa: E402
+from ocr_core.config import load_charset, wire_rec_heads  # noqa: E402
 from ocr_core.engine.loop import forward_model  # noqa: E402
-from ocr_core.engine.program import load_charset, wire_rec_heads  # noqa: E402
-from ocr_core.losses import build_loss  # noqa: E402
-from ocr_core.modeling import build_model  # noqa: E402
 from tests.integration.rec_fixtures import make_rec_split, rec_config  # noqa: E402
 
 MODELS = (
@@ -40,16 +39,16 @@ def config_for(config: str, data: Path, out: Path, batch: int, width: int) -> di
     if "RecConAug" in str(cfg["Train"]["dataset"]["transforms"]):
         cfg["Train"]["dataset"]["transforms"] = [
             op for op in cfg["Train"]["dataset"]["transforms"] if "RecConAug" not in op]
-    wire_rec_heads(cfg, len(load_charset(cfg) or []) + 1)
+    cfg = wire_rec_heads(cfg, len(load_charset(cfg) or []) + 1)
     return cfg
 
 
 def step_throughput(cfg: dict, batches: list, steps: int, warmup: int, bf16: bool) -> tuple[float, float]:
     torch.manual_seed(0)
-    model = build_model(cfg["Architecture"]).train()
+    model = create_model(cfg).train()
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=5e-4)
     med = median_step_seconds(lambda batch: forward_model(model, batch, "rec", training=True),
-                              build_loss(cfg["Loss"]), opt, batches, steps, warmup, bf16)
+                              build_loss(cfg), opt, batches, steps, warmup, bf16)
     return batches[0][0].shape[0] / med, med
 
 

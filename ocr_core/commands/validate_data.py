@@ -24,14 +24,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ocr_core.data.charset import charset_lowercases, load_charset
+    from ocr_core.data.charset import charset_lowercases, read_charset
     from ocr_core.data.validate import validate_labels
 
     charset = None
     lower = False
     if args.dict_path and args.mode == "rec":
         path = None if args.dict_path == "default" else args.dict_path
-        charset = load_charset(path, args.use_space_char)
+        charset = read_charset(path, args.use_space_char)
         lower = charset_lowercases(path)
     report = validate_labels(args.label_file, args.data_dir, args.mode, charset=charset,
                              max_text_length=args.max_text_length if args.mode == "rec" else None,

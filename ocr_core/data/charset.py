@@ -15,7 +15,7 @@ from typing import Optional
 from ocr_core.data.dictionary import DEFAULT_CHARACTERS, read_dict_file
 
 
-def load_charset(path: Optional[str], use_space_char: bool) -> list[str]:
+def read_charset(path: Optional[str], use_space_char: bool) -> list[str]:
     """The characters of a recognition dictionary, without the CTC blank.
 
     PaddleOCR semantics: one character per line with only ``"\\r\\n"`` stripped; ``" "`` appended
@@ -97,7 +97,7 @@ __all__ = [
     "CharsetCoverage",
     "charset_lowercases",
     "format_char_counts",
-    "load_charset",
     "measure_coverage",
+    "read_charset",
     "unknown_chars",
 ]

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ocr_core.build import create_model
 from ocr_core.weights.checkpoint import (
     CheckpointError,
     file_sha256,
@@ -185,8 +186,6 @@ def extract_role(src: str | os.PathLike[str], role: str, out: str | os.PathLike[
             the checkpoint is not a distillation checkpoint, or the weights do not load strictly
             into the role's plain architecture.
     """
-    from ocr_core.modeling import build_model
-
     src_path = resolve_path(src)
     ck = load_checkpoint(src_path)
     state = ck["model"]
@@ -201,7 +200,7 @@ def extract_role(src: str | os.PathLike[str], role: str, out: str | os.PathLike[
     role_arch = {k: v for k, v in copy.deepcopy(models[role]).items() if k not in ROLE_ONLY_KEYS}
     prefix = f"{role}."
     role_state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-    model = build_model(role_arch)
+    model = create_model({"Architecture": role_arch})
     load_weights(model, role_state, strict=True, source=f"{src_path} [{role}]")
 
     base_cfg = config if config is not None else stored_cfg

@@ -8,7 +8,6 @@ DDP. ``Global.checkpoints`` (resume everything) wins over ``Global.pretrained_mo
 from __future__ import annotations
 
 import copy
-import inspect
 import logging
 import random
 import time
@@ -20,7 +19,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from ocr_core.config import dump_config, parse_global, public_config, validate_config
+from ocr_core.build import build_loss, build_metric, build_post_process, create_model
+from ocr_core.config import (
+    dump_config,
+    load_charset,
+    model_type_of,
+    parse_global,
+    public_config,
+    resolve_config,
+)
+from ocr_core.config.resolve import wire_rec_heads
 from ocr_core.config.schema import GlobalConfig, OptimizerConfig
 from ocr_core.engine.distributed import (
     DistInfo,
@@ -39,80 +47,12 @@ from ocr_core.registry import check_dataclass
 from ocr_core.weights import checkpoint as ckpt_mod
 
 log = logging.getLogger("ocrflow")
-GLOBAL_INJECT = ("character_dict_path", "use_space_char", "max_text_length")
 
 
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % (2**32))
     torch.manual_seed(seed)
-
-
-def model_type_of(cfg: dict[str, Any]) -> str:
-    arch = cfg.get("Architecture") or {}
-    if "Models" in arch:
-        first = next(iter(arch["Models"].values()))
-        return first.get("model_type", arch.get("model_type", "det"))
-    return arch.get("model_type", "det")
-
-
-def load_charset(cfg: dict[str, Any]) -> list[str] | None:
-    """The rec dictionary (without blank) for rec configs, else None."""
-    if model_type_of(cfg) != "rec":
-        return None
-    from ocr_core.data.dictionary import CharacterSet
-
-    g = cfg.get("Global") or {}
-    cs = CharacterSet.from_config(g.get("character_dict_path"), bool(g.get("use_space_char", False)))
-    return list(cs.chars)
-
-
-def wire_rec_heads(cfg: dict[str, Any], n_classes: int) -> None:
-    """Set head sizes from the dictionary, as PaddleOCR's train.py does (in place)."""
-
-    def wire(arch: dict[str, Any]) -> None:
-        head = arch.get("Head") or {}
-        if head.get("name") == "MultiHead":
-            head["out_channels_list"] = {"CTCLabelDecode": n_classes, "SARLabelDecode": n_classes + 2}
-        elif head:
-            head["out_channels"] = n_classes
-
-    arch = cfg["Architecture"]
-    if "Models" in arch:
-        for sub in arch["Models"].values():
-            wire(sub)
-    else:
-        wire(arch)
-    loss = cfg.get("Loss") or {}
-
-    def patch_sar(d: dict[str, Any]) -> None:
-        for entry in d.get("loss_config_list") or []:
-            for name, kw in entry.items():
-                if name in ("SARLoss", "DistillationSARLoss") and (isinstance(kw, dict) or kw is None):
-                    entry[name] = dict(kw or {})
-                    entry[name]["ignore_index"] = n_classes + 1
-                elif isinstance(kw, dict):
-                    patch_sar(kw)
-
-    patch_sar(loss)
-
-
-def with_globals(cls: Any, kwargs: dict[str, Any], global_cfg: dict[str, Any]) -> dict[str, Any]:
-    """Inject Global dictionary keys into a constructor that takes them (local keys win)."""
-    params = inspect.signature(cls.__init__).parameters
-    out = dict(kwargs)
-    for key in GLOBAL_INJECT:
-        if key in params and key not in out and key in global_cfg:
-            out[key] = global_cfg[key]
-    return out
-
-
-def build_post_process_from(cfg: dict[str, Any]) -> Any:
-    from ocr_core.postprocess import POSTPROCESS
-
-    pp = dict(cfg["PostProcess"])
-    cls = POSTPROCESS.get(pp.pop("name"), "PostProcess.name")
-    return cls(**with_globals(cls, pp, cfg.get("Global") or {}))
 
 
 @dataclass
@@ -144,8 +84,7 @@ class Run:
 
 def prepare(cfg: dict[str, Any], mode: str = "train") -> Run:
     """Validate, set up logging/distributed/devices and build the model and data."""
-    validate_config(cfg)
-    cfg = copy.deepcopy(cfg)
+    cfg = resolve_config(cfg)
     g = parse_global(cfg)
     dist_info = init_distributed(g.device, g.use_gpu)
     save_dir = Path(g.save_model_dir)
@@ -155,12 +94,7 @@ def prepare(cfg: dict[str, Any], mode: str = "train") -> Run:
     seed_everything(g.seed + dist_info.rank)
     model_type = model_type_of(cfg)
     charset = load_charset(cfg)
-    if charset is not None:
-        n = len(charset) + 1
-        wire_rec_heads(cfg, n)
-    from ocr_core.modeling import build_model
-
-    model = build_model(cfg["Architecture"]).to(dist_info.device)
+    model = create_model(cfg).to(dist_info.device)
     if g.channels_last:
         model = model.to(memory_format=torch.channels_last)
     amp_dtype = torch.float16 if g.amp_dtype in ("float16", "fp16") else torch.bfloat16
@@ -170,11 +104,9 @@ def prepare(cfg: dict[str, Any], mode: str = "train") -> Run:
     run = Run(cfg=cfg, g=g, dist=dist_info, model=model, model_type=model_type, charset=charset,
               amp_dtype=amp_dtype, save_dir=save_dir)
     if cfg.get("PostProcess"):
-        run.post_process = build_post_process_from(cfg)
+        run.post_process = build_post_process(cfg)
     if cfg.get("Metric"):
-        from ocr_core.metrics import build_metric
-
-        run.metric = build_metric(cfg["Metric"])
+        run.metric = build_metric(cfg)
     return run
 
 
@@ -241,8 +173,7 @@ def class_dependent_keys(run: Run) -> set[str]:
         return set()
     from ocr_core.modeling import build_model
 
-    other = {"Architecture": copy.deepcopy(run.cfg["Architecture"])}
-    wire_rec_heads(other, len(run.charset) + 8)
+    other = wire_rec_heads({"Architecture": run.cfg["Architecture"]}, len(run.charset) + 8)
     with torch.device("meta"):
         probe = build_model(other["Architecture"]).state_dict()
     own = unwrap(run.model).state_dict()
@@ -429,9 +360,8 @@ def _train(run: Run) -> dict[str, Any]:
         dump_config(run.cfg, run.save_dir / "config.yml")
     from ocr_core.data.loader import set_loader_epoch
     from ocr_core.engine.optim import build_optimizer
-    from ocr_core.losses import build_loss
 
-    run.loss_fn = build_loss(run.cfg["Loss"])
+    run.loss_fn = build_loss(run.cfg)
     steps = -(-len(run.train_loader) // max(1, g.grad_accum_steps))
     global_batch = global_batch_size(run.cfg, run.dist.world_size, g.grad_accum_steps)
     run.optimizer, run.scheduler = build_optimizer(run.cfg.get("Optimizer"), run.model, g.epoch_num, steps,

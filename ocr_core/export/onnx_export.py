@@ -111,8 +111,8 @@ def _strip_role(state: dict[str, torch.Tensor], role: Optional[str]) -> dict[str
 def load_export_model(cfg: dict[str, Any], checkpoint: Optional[str] = None,
                       role: Optional[str] = None) -> ExportedModel:
     """Build the (role's) model from ``cfg``, load ``checkpoint`` strictly, switch to export mode."""
-    from ocr_core.engine.program import load_charset, wire_rec_heads
-    from ocr_core.modeling import build_model
+    from ocr_core.build import create_model
+    from ocr_core.config import load_charset, wire_rec_heads
     from ocr_core.weights import checkpoint as ckpt_mod
 
     arch, role = role_architecture(cfg, role)
@@ -123,10 +123,8 @@ def load_export_model(cfg: dict[str, Any], checkpoint: Optional[str] = None,
     charset = None
     if model_type == "rec":
         charset = ck.get("charset") or load_charset({**cfg, "Architecture": arch})
-        holder = {"Architecture": arch}
-        wire_rec_heads(holder, len(charset) + 1)
-        arch = holder["Architecture"]
-    model = build_model(arch)
+        arch = wire_rec_heads({"Architecture": arch}, len(charset) + 1)["Architecture"]
+    model = create_model({"Architecture": arch})
     sha = ""
     if checkpoint:
         state = _strip_role(ck["model"], role)

@@ -109,10 +109,10 @@ def _raw_eval_dataset(cfg: dict[str, Any]) -> Any:
 
 def onnx_metric(cfg: dict[str, Any], onnx_path: str | Path, limit: Optional[int] = None) -> dict[str, float]:
     """Evaluate the ONNX model through the predictor path on ``cfg``'s Eval set."""
+    from ocr_core.build import build_metric
     from ocr_core.export.predictors import DetPredictor, RecPredictor
-    from ocr_core.metrics import build_metric
 
-    metric = build_metric(cfg["Metric"])
+    metric = build_metric(cfg)
     meta = md.read_metadata(onnx_path)
     mtype = md.validate_metadata(meta, str(onnx_path))
     dataset = _raw_eval_dataset(cfg)
@@ -233,9 +233,9 @@ def check_parity(
 
 
 def _metric_main(cfg: dict[str, Any]) -> Any:
-    from ocr_core.metrics import build_metric
+    from ocr_core.build import build_metric
 
-    return build_metric(cfg["Metric"])
+    return build_metric(cfg)
 
 
 __all__ = ["ParityError", "ParityReport", "check_parity", "default_shapes", "onnx_metric", "tensor_parity"]

@@ -16,10 +16,4 @@ LOSSES = Registry(
     ],
 )
 
-
-def build_loss(cfg: dict):  # noqa: ANN201
-    """Build the loss named in a ``Loss`` section."""
-    return LOSSES.build(cfg, "Loss")
-
-
-__all__ = ["LOSSES", "build_loss"]
+__all__ = ["LOSSES"]

@@ -15,10 +15,4 @@ METRICS = Registry(
     ],
 )
 
-
-def build_metric(cfg: dict):  # noqa: ANN201
-    """Build the metric named in a ``Metric`` section."""
-    return METRICS.build(cfg, "Metric")
-
-
-__all__ = ["METRICS", "build_metric"]
+__all__ = ["METRICS"]

@@ -11,10 +11,4 @@ POSTPROCESS = Registry(
     ],
 )
 
-
-def build_post_process(cfg: dict, **extra):  # noqa: ANN201
-    """Build the post-processor named in a ``PostProcess`` section."""
-    return POSTPROCESS.build(cfg, "PostProcess", **extra)
-
-
-__all__ = ["POSTPROCESS", "build_post_process"]
+__all__ = ["POSTPROCESS"]

@@ -261,3 +261,13 @@ def load_pretrained(model: nn.Module, path: str | os.PathLike[str], strict: bool
                           max_missing_ratio=max_missing_ratio, source=str(path))
     log_partial_load(report, str(path))
     return report
+
+
+def load_role_pretrained(model: nn.Module) -> None:
+    """Load each distillation role's ``pretrained`` weights (``DistillationModel.role_setup``), in role order.
+
+    A plain model has no roles: nothing happens.
+    """
+    for role, setup in getattr(model, "role_setup", {}).items():
+        if setup.pretrained:
+            load_pretrained(model[role], setup.pretrained)

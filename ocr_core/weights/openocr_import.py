@@ -51,10 +51,12 @@ def import_openocr(in_path: str | os.PathLike[str], out_path: str | os.PathLike[
     """Build the config's model (default ``repvit_db.yml``), load the OpenOCR weights, save a checkpoint."""
     from ocr_core.config import load_config, validate_config
     from ocr_core.modeling import build_model
+    from ocr_core.weights.checkpoint import load_role_pretrained
 
     cfg_path = Path(config) if config else DEFAULT_CONFIG
     cfg: dict[str, Any] = validate_config(load_config(cfg_path, overrides))
     model = build_model(copy.deepcopy(cfg["Architecture"]))
+    load_role_pretrained(model)
     state, report = map_openocr_state(read_openocr(in_path), model, strict=strict)
     model.load_state_dict({k: v for k, v in state.items()}, strict=False)
     ckpt = save_imported(out_path, model, cfg, None, "ocrflow weights import-openocr", in_path, cfg_path, report)

@@ -341,17 +341,14 @@ def import_paddle(in_path: str | os.PathLike[str], config: str | os.PathLike[str
                   overrides: list[str] | None = None, role: str | None = None, strict: bool = False,
                   max_missing_ratio: float = 0.05) -> tuple[Path, PaddleMapReport]:
     """``ocrflow weights import-paddle``: build the config's model, map the file, write a checkpoint."""
-    import copy
-
-    from ocr_core.config import load_config, validate_config
-    from ocr_core.engine.program import load_charset, wire_rec_heads
+    from ocr_core.config import load_charset, load_config, resolve_config
     from ocr_core.modeling import build_model
+    from ocr_core.weights.checkpoint import load_role_pretrained
 
-    cfg = validate_config(load_config(config, overrides))
+    cfg = resolve_config(load_config(config, overrides))
     charset = load_charset(cfg)
-    if charset is not None:
-        wire_rec_heads(cfg, len(charset) + 1)
-    model = build_model(copy.deepcopy(cfg["Architecture"]))
+    model = build_model(cfg["Architecture"])
+    load_role_pretrained(model)
     state, report = map_paddle_state(read_pdparams(in_path), model, cfg["Architecture"], role=role,
                                      strict=strict, max_missing_ratio=max_missing_ratio)
     model.load_state_dict(state, strict=False)
@@ -379,8 +376,7 @@ def save_imported(out_path: str | os.PathLike[str], model: nn.Module, cfg: dict[
     import copy
     import time
 
-    from ocr_core.config import public_config
-    from ocr_core.engine.program import model_type_of
+    from ocr_core.config import model_type_of, public_config
     from ocr_core.weights.checkpoint import file_sha256, save_checkpoint
 
     provenance = {"tool": tool, "source": str(source), "source_sha256": file_sha256(source),

@@ -182,9 +182,9 @@ def _config(kind: str, n_classes: int | None) -> tuple[dict[str, Any], str]:
                              "max_text_length": 25}
             cfg["PostProcess"] = {"name": "CTCLabelDecode"}
     if kind == "rec" and n_classes is not None:
-        from ocr_core.engine.program import wire_rec_heads
+        from ocr_core.config import wire_rec_heads
 
-        wire_rec_heads(cfg, n_classes)
+        cfg = wire_rec_heads(cfg, n_classes)
     return cfg, source
 
 

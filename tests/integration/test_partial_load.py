@@ -19,8 +19,8 @@ import pytest
 import torch
 
 from ocr_core.cli import main as cli_main
-from ocr_core.config import load_config
-from ocr_core.engine.program import evaluate_config, load_for_run, prepare, wire_rec_heads
+from ocr_core.config import load_config, wire_rec_heads
+from ocr_core.engine.program import evaluate_config, load_for_run, prepare
 from ocr_core.modeling import build_model
 from ocr_core.weights.checkpoint import CheckpointError, save_checkpoint, training_only_prefixes
 from tests.integration.det_fixtures import make_det_split
@@ -50,8 +50,7 @@ def _save_student(path: Path, drop: tuple[str, ...] = ()) -> Path:
 def test_training_only_prefixes() -> None:
     det = build_model(load_config(str(STUDENT))["Architecture"])
     assert training_only_prefixes(det) == ["head.thresh."]
-    cfg = load_config(str(REC_MULTI))
-    wire_rec_heads(cfg, 40)
+    cfg = wire_rec_heads(load_config(str(REC_MULTI)), 40)
     assert training_only_prefixes(build_model(cfg["Architecture"])) == ["head.sar_head."]
 
 

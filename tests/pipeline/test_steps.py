@@ -222,8 +222,7 @@ def test_evaluate_models_puts_foreign_rec_configs_on_the_staged_lmdb(store: tupl
     exist here (as the imported PP-OCRv3 rec does) is evaluated on the staged LMDB test split."""
     import copy
 
-    from ocr_core.config import load_config, public_config
-    from ocr_core.engine.program import load_charset, wire_rec_heads
+    from ocr_core.config import load_charset, load_config, public_config, wire_rec_heads
     from ocr_core.modeling import build_model
     from ocr_core.storage.manifest import sync_up
     from ocr_core.weights.checkpoint import save_checkpoint
@@ -236,7 +235,7 @@ def test_evaluate_models_puts_foreign_rec_configs_on_the_staged_lmdb(store: tupl
     assert cfg["Eval"]["dataset"]["name"] == "SimpleDataSet"
     charset = load_charset(cfg)
     assert charset is not None
-    wire_rec_heads(cfg, len(charset) + 1)
+    cfg = wire_rec_heads(cfg, len(charset) + 1)
     model = build_model(copy.deepcopy(cfg["Architecture"]))
     save_checkpoint(tmp_path / "ots" / "model.pt", {
         "model": model.state_dict(), "architecture": cfg["Architecture"], "model_type": "rec",

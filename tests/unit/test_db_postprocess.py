@@ -8,8 +8,9 @@ import pyclipper
 import pytest
 from shapely.geometry import Polygon
 
+from ocr_core.build import build_post_process
 from ocr_core.errors import ConfigError
-from ocr_core.postprocess import POSTPROCESS, build_post_process
+from ocr_core.postprocess import POSTPROCESS
 from ocr_core.postprocess.db_postprocess import (
     DBPostProcess,
     DistillationDBPostProcess,
@@ -179,9 +180,9 @@ def test_pure_functions():
 
 
 def test_distillation_post_process_and_registry():
-    post = build_post_process({"name": "DistillationDBPostProcess", "model_name": ["Student", "Student2"],
-                               "key": "head_out", "thresh": 0.3, "box_thresh": 0.6, "max_candidates": 1000,
-                               "unclip_ratio": 1.5})
+    post = build_post_process({"PostProcess": {
+        "name": "DistillationDBPostProcess", "model_name": ["Student", "Student2"], "key": "head_out", "thresh": 0.3,
+        "box_thresh": 0.6, "max_candidates": 1000, "unclip_ratio": 1.5}})
     assert isinstance(post, DistillationDBPostProcess)
     prob = make_map()
     out = post({"Student": {"maps": prob}, "Student2": {"maps": np.zeros_like(prob)}, "Teacher": {}}, shape_list())
@@ -190,4 +191,4 @@ def test_distillation_post_process_and_registry():
     assert DistillationDBPostProcess().model_name == ["student"]
     assert "DBPostProcess" in POSTPROCESS
     with pytest.raises(ConfigError, match="score_mode"):
-        build_post_process({"name": "DBPostProcess", "score_mode": "medium"})
+        build_post_process({"PostProcess": {"name": "DBPostProcess", "score_mode": "medium"}})

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 import torch
 
+from ocr_core.build import build_loss
 from ocr_core.errors import ConfigError
-from ocr_core.losses import LOSSES, build_loss
+from ocr_core.losses import LOSSES
 from ocr_core.losses.combined_loss import CombinedLoss
 from ocr_core.losses.det_db_loss import BalanceLoss, DBLoss, DiceLoss, MaskL1Loss
 from ocr_core.losses.distillation_loss import (
@@ -155,12 +156,12 @@ def test_db_loss_gradient_and_registry_build():
     rng = np.random.default_rng(1)
     batch, _ = _det_batch(rng)
     maps = torch.rand(2, 3, 8, 8, requires_grad=True)
-    loss = build_loss({"name": "DBLoss", "balance_loss": True, "main_loss_type": "DiceLoss", "alpha": 5,
-                       "beta": 10, "ohem_ratio": 3})({"maps": maps}, batch)["loss"]
+    loss = build_loss({"Loss": {"name": "DBLoss", "balance_loss": True, "main_loss_type": "DiceLoss", "alpha": 5,
+                                "beta": 10, "ohem_ratio": 3}})({"maps": maps}, batch)["loss"]
     loss.backward()
     assert maps.grad is not None and torch.isfinite(maps.grad).all()
     with pytest.raises(ConfigError, match="Loss.ohem"):
-        build_loss({"name": "DBLoss", "ohem": 3})
+        build_loss({"Loss": {"name": "DBLoss", "ohem": 3}})
 
 
 @pytest.mark.parametrize("shape", [(1, 5, 7), (2, 9, 6)])
@@ -264,7 +265,7 @@ def test_combined_loss_weights_and_keys():
                                     "alpha": 5, "beta": 10, "ohem_ratio": 3}},
         ],
     }
-    loss_fn = build_loss(cfg)
+    loss_fn = build_loss({"Loss": cfg})
     assert isinstance(loss_fn, CombinedLoss)
     out = loss_fn(preds, batch)
     dila = DistillationDilaDBLoss(model_name_pairs=[["Student", "Teacher"], ["Student2", "Teacher"]], key="maps")(

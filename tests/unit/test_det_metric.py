@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ocr_core.metrics import METRICS, build_metric
+from ocr_core.build import build_metric
+from ocr_core.metrics import METRICS
 from ocr_core.metrics.det_metric import DetectionIoUEvaluator, DetMetric, evaluate_image
 from ocr_core.metrics.distillation_metric import DistillationMetric
 
@@ -96,7 +97,7 @@ def _two_images():
 
 def test_micro_average_across_images_batch_of_two():
     preds, gts, ignores = _two_images()
-    m = build_metric({"name": "DetMetric", "main_indicator": "hmean"})
+    m = build_metric({"Metric": {"name": "DetMetric", "main_indicator": "hmean"}})
     m(preds, [None, None, gts, ignores])  # batch size 2: per-image lists
     assert m.counters() == {"gt_care": 4.0, "det_care": 2.0, "det_matched": 1.0}
     res = m.get_metric()
@@ -128,8 +129,8 @@ def test_tensor_batch():
 
 def test_distillation_metric_naming_and_counters():
     preds, gts, ignores = _two_images()
-    m = build_metric({"name": "DistillationMetric", "base_metric_name": "DetMetric", "main_indicator": "hmean",
-                      "key": "Student"})
+    m = build_metric({"Metric": {"name": "DistillationMetric", "base_metric_name": "DetMetric",
+                                 "main_indicator": "hmean", "key": "Student"}})
     assert isinstance(m, DistillationMetric) and m.main_indicator == "hmean"
     m({"Student": preds[0:1], "Student2": preds[1:2]}, [None, None, gts[0][None], ignores[0][None]])
     counters = m.counters()

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import copy
-import sys
-import types
 
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ocr_core.build import create_model
 from ocr_core.errors import ConfigError
 from ocr_core.modeling import BACKBONES, HEADS, build_model
 from ocr_core.modeling.architectures import BaseModel, DistillationModel
@@ -18,6 +17,7 @@ from ocr_core.modeling.backbones.det_mobilenet_v3 import MobileNetV3, SEModule, 
 from ocr_core.modeling.backbones.det_resnet_vd import ResNet_vd
 from ocr_core.modeling.heads.det_db_head import DBHead
 from ocr_core.modeling.necks.db_fpn import DBFPN, LKPAN, RSEFPN
+from ocr_core.weights import checkpoint as weights_checkpoint
 
 torch.set_num_threads(2)
 
@@ -360,7 +360,7 @@ def test_base_model_is_generic_for_rec() -> None:
 @pytest.fixture(scope="module")
 def cml() -> DistillationModel:
     torch.manual_seed(0)
-    return build_model(CML)
+    return create_model({"Architecture": CML})
 
 
 def test_distillation_roles_and_freezing(cml: DistillationModel) -> None:
@@ -415,14 +415,14 @@ def test_role_state_dict_loads_into_plain_model(cml: DistillationModel) -> None:
 
 def test_pretrained_is_loaded_per_role(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[tuple[nn.Module, str]] = []
-    fake = types.ModuleType("ocr_core.weights.checkpoint")
-    fake.load_pretrained = lambda model, path: calls.append((model, path))  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "ocr_core.weights.checkpoint", fake)
+    monkeypatch.setattr(weights_checkpoint, "load_pretrained", lambda model, path: calls.append((model, path)))
     cfg = {"name": "DistillationModel", "algorithm": "Distillation", "model_type": "det",
            "Models": {"Student": {"pretrained": "/models/mv3_x0_5", **copy.deepcopy(STUDENT)},
                       "Student2": {"pretrained": "", **copy.deepcopy(STUDENT)},
                       "Student3": {"pretrained": None, "freeze_params": False, **copy.deepcopy(STUDENT)}}}
-    m = build_model(cfg)
+    build_model(cfg)
+    assert calls == []  # models never load files: the builder does
+    m = create_model({"Architecture": cfg})
     assert [(type(mod).__name__, path) for mod, path in calls] == [("BaseModel", "/models/mv3_x0_5")]
     assert calls[0][0] is m["Student"]
     assert m.frozen_roles == [] and cfg["Models"]["Student"]["pretrained"] == "/models/mv3_x0_5"

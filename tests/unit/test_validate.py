@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from ocr_core.data.charset import load_charset
+from ocr_core.data.charset import read_charset
 from ocr_core.data.validate import check_line, validate_labels
 
 QUAD = [[2, 2], [30, 2], [30, 10], [2, 10]]
@@ -85,7 +85,7 @@ def test_rec_error_classes_and_charset(tmp_path, data_dir):
     label.write_bytes(("\n".join(lines) + "\n").encode("utf-8") + b"a.png\t\xff\xfe\n")  # 7 bad UTF-8
     dict_file = tmp_path / "dict.txt"
     dict_file.write_text("\n".join("abcdefghijklmnopqrstuvwxyz") + "\n", encoding="utf-8")
-    charset = load_charset(str(dict_file), use_space_char=True)
+    charset = read_charset(str(dict_file), use_space_char=True)
     rep = validate_labels(str(label), str(data_dir), "rec", charset=charset, max_text_length=25)
     assert _codes(rep) == [(2, "empty_text"), (3, "text_too_long"), (4, "unknown_chars"),
                            (5, "missing_delimiter"), (7, "bad_encoding")]

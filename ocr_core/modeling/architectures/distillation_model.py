@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -11,9 +12,17 @@ from torch import nn
 from ocr_core.errors import ConfigError
 from ocr_core.modeling.architectures.base_model import BaseModel
 
-__all__ = ["DistillationModel"]
+__all__ = ["DistillationModel", "RoleSetup"]
 
 DISTILL_KEYS = {"name", "algorithm", "model_type", "Models"}
+
+
+@dataclass(frozen=True)
+class RoleSetup:
+    """What a role's config asks of the builder after construction."""
+
+    pretrained: str | None = None  # weights to load into the role (a path)
+    freeze: bool = False  # ``freeze_params``: no gradients, always in eval mode
 
 
 def distillation_roles(arch: dict[str, Any], where: str) -> dict[str, Any]:
@@ -38,9 +47,9 @@ class DistillationModel(nn.ModuleDict):
     :meth:`role_state_dict` returns one role's weights with plain keys, loadable into the
     non-distilled architecture.
 
-    Per role, ``pretrained`` (a path; empty/None skips) is loaded with
-    ``ocr_core.weights.checkpoint.load_pretrained`` and ``freeze_params: true`` sets
-    ``requires_grad=False`` on all of the role's parameters.
+    Per role, ``pretrained`` (a path; empty/None skips) and ``freeze_params`` are checked and kept
+    in :attr:`role_setup`; the model loads no file. :func:`ocr_core.build.create_model` loads each
+    role's ``pretrained`` weights and then calls :meth:`freeze` for ``freeze_params: true``.
 
     Decision on frozen roles (deliberately unlike PaddleOCR): a frozen sub-model is kept in
     eval mode even when the DistillationModel is put in train mode, so its BatchNorm uses and
@@ -61,6 +70,7 @@ class DistillationModel(nn.ModuleDict):
         self.model_type: str | None = arch_cfg.get("model_type")
         self.algorithm: str = arch_cfg.get("algorithm") or "Distillation"
         self.frozen_roles: list[str] = []
+        self.role_setup: dict[str, RoleSetup] = {}
         for role, sub_cfg in models.items():
             sub_where = f"{where}.Models.{role}"
             if not isinstance(sub_cfg, dict):
@@ -73,21 +83,18 @@ class DistillationModel(nn.ModuleDict):
             if not isinstance(freeze, bool):
                 raise ConfigError(f"expected bool, got {freeze!r}", f"{sub_where}.freeze_params")
             model = BaseModel(sub_cfg, sub_where)
-            if pretrained:
-                if not isinstance(pretrained, str):
-                    raise ConfigError(f"expected a path, got {pretrained!r}", f"{sub_where}.pretrained")
-                self._load_pretrained(model, pretrained)
-            if freeze:
-                model.requires_grad_(False)
-                self.frozen_roles.append(role)
+            if pretrained and not isinstance(pretrained, str):
+                raise ConfigError(f"expected a path, got {pretrained!r}", f"{sub_where}.pretrained")
             self[role] = model
+            self.role_setup[role] = RoleSetup(pretrained=pretrained or None, freeze=freeze)
         self.train(True)
 
-    @staticmethod
-    def _load_pretrained(model: nn.Module, path: str) -> None:
-        from ocr_core.weights.checkpoint import load_pretrained  # lazy: engine imports modeling
-
-        load_pretrained(model, path)
+    def freeze(self, role: str) -> None:
+        """Freeze sub-model ``role``: ``requires_grad=False`` and eval mode from now on."""
+        self[role].requires_grad_(False)
+        if role not in self.frozen_roles:
+            self.frozen_roles.append(role)
+        self[role].train(False)
 
     @property
     def roles(self) -> list[str]:
