@@ -32,7 +32,7 @@ from ocr_core.config.schema import OptimizerConfig
 from ocr_core.data.icdar import convert_det_gt_dir
 from ocr_core.data.loader import build_dataloader, collate_batch
 from ocr_core.data.synth import synth_det, synth_rec
-from ocr_core.engine.loop import StepState, evaluate, to_device, train_one_epoch
+from ocr_core.engine.loop import StepSettings, StepState, evaluate, to_device, train_one_epoch
 from ocr_core.engine.optim import build_optimizer
 from ocr_core.registry import check_dataclass
 
@@ -273,9 +273,9 @@ def train_row(ctx: Ctx, key: str, variant: str, deadline: float) -> dict[str, An
 
         sync(ctx.device)
         last[0] = time.perf_counter()
-        out = train_one_epoch(net, [batch] * n, loss_fn, optimizer, scheduler, StepState(), device=ctx.device,
-                              model_type=model_type, print_batch_step=0, scaler=scaler, amp=amp,
-                              amp_dtype=ctx.amp_dtype, channels_last=channels_last, clip_norm=clip,
+        settings = StepSettings(device=ctx.device, model_type=model_type, print_batch_step=0, amp=amp,
+                                amp_dtype=ctx.amp_dtype, channels_last=channels_last, clip_norm=clip)
+        out = train_one_epoch(net, [batch] * n, loss_fn, optimizer, scheduler, StepState(), settings, scaler=scaler,
                               after_step=after_step)
         return times, out
 

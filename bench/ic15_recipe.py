@@ -108,7 +108,7 @@ def probe_ips(cfg: dict[str, Any], samples: int, workers: int) -> float:
 # ------------------------------------------------------------------------------- one model
 def run_model(kind: str, args: argparse.Namespace, labels: Path, data_dir: str, out: Path) -> dict[str, Any]:
     """Off-the-shelf eval, budgeted fine-tune, final eval of one model kind (det or rec)."""
-    from ocr_core.engine.program import evaluate_config, train
+    from ocr_core.engine.run import evaluate_config, train
 
     cuda = args.device == "cuda"
     weights = Path(args.weights) / f"ppocrv3_{kind}.pt"

@@ -85,7 +85,7 @@ def checkpoint_config(ckpt: Path, model_type: str, data_dir: Path, overrides: Se
 def evaluate_models(model_type: str, dataset_uri: str, models: Mapping[str, str],
                     overrides: Sequence[str] = ()) -> dict[str, dict[str, float]]:
     """Evaluate each model prefix (label -> URI) on the same Eval set; configs come from the checkpoints."""
-    from ocr_core.engine.program import evaluate_config
+    from ocr_core.engine.run import evaluate_config
 
     work = scratch("eval")
     sync_down(dataset_uri, work / "data", quiet=True)

@@ -22,7 +22,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from components.steps.common import config_digest, content_key, layered_config, log, resolve_config, scratch
 from components.steps.data import data_settings
@@ -30,6 +30,9 @@ from ocr_core.errors import ConfigError, OCRFlowError
 from ocr_core.storage.client import open_store
 from ocr_core.storage.manifest import Manifest, is_published, read_manifest, sync_down, sync_up
 from ocr_core.storage.uri import join_uri
+
+if TYPE_CHECKING:
+    from ocr_core.engine.run import TrainHooks
 
 LAUNCHERS = ("local", "kubernetes", "inprocess")
 DET_RECIPES = ("finetune", "cml")  # the training DAG's det_recipe values (pipelines/ocr_train_pipeline.py)
@@ -185,24 +188,23 @@ class _Uploader(threading.Thread):
 FAULT_ENV = "OCRFLOW_FAULT_KILL_AFTER_EPOCH"
 
 
-def _install_fault(spec: str, rank: int, save_dir: Path, out_uri: str) -> None:
+def _install_fault(spec: str, rank: int, save_dir: Path, out_uri: str) -> TrainHooks:
     """Fault injection for tests and chaos drills: ``OCRFLOW_FAULT_KILL_AFTER_EPOCH=E[:R]``.
 
     Right after epoch ``E``'s ``latest.pt`` is saved, rank 0 uploads it to the run prefix, all
     ranks meet at a barrier, then rank ``R`` (default 0) SIGKILLs itself: a lost node at a known
-    point. A resumed attempt starts past epoch ``E``, so it fires once per run prefix.
+    point. A resumed attempt starts past epoch ``E``, so it fires once per run prefix. Returns the
+    engine hooks that do it (``train(cfg, hooks=...)``).
     """
     import signal
 
-    from ocr_core.engine import program
     from ocr_core.engine.distributed import barrier
+    from ocr_core.engine.run import TrainHooks
 
     epoch_s, _, rank_s = spec.partition(":")
     epoch, victim = int(epoch_s), int(rank_s or 0)
-    save = program.save
 
-    def save_then_fault(run: Any, name: str, best: Any = None) -> Any:
-        path = save(run, name, best)
+    def fault_after_save(run: Any, name: str, path: Path | None) -> None:
         if name == "latest" and run.state.epoch == epoch:
             if rank == 0:
                 open_store(out_uri).put_file(save_dir / "latest.pt", join_uri(out_uri, "latest.pt"))
@@ -210,9 +212,8 @@ def _install_fault(spec: str, rank: int, save_dir: Path, out_uri: str) -> None:
             if rank == victim:
                 print(f"[rank {rank}] {FAULT_ENV}: SIGKILL after epoch {epoch} (latest.pt uploaded)", flush=True)
                 os.kill(os.getpid(), signal.SIGKILL)
-        return path
 
-    program.save = save_then_fault
+    return TrainHooks(after_save=fault_after_save)
 
 
 def training_config(config: str, overrides: Sequence[str], plan: StagePlan, staged: Mapping[str, str | Path],
@@ -256,7 +257,7 @@ def worker_main(argv: Sequence[str]) -> int:
     Exit codes as ``ocrflow train``: 0, 2 on a config or data error (one line naming the key), 130
     when interrupted.
     """
-    from ocr_core.engine.program import train
+    from ocr_core.engine.run import train
 
     args, plan = _parse_worker_args(argv)
     rank = int(os.environ.get("RANK", "0"))
@@ -272,14 +273,13 @@ def worker_main(argv: Sequence[str]) -> int:
         resume = work / "resume" / "latest.pt"
         store.get_file(join_uri(args.out_uri, "latest.pt"), resume)
         print(f"[rank {rank}] resuming from {args.out_uri}/latest.pt", flush=True)
-    if os.environ.get(FAULT_ENV):
-        _install_fault(os.environ[FAULT_ENV], rank, save_dir, args.out_uri)
+    hooks = _install_fault(os.environ[FAULT_ENV], rank, save_dir, args.out_uri) if os.environ.get(FAULT_ENV) else None
     uploader = _Uploader(save_dir, args.out_uri) if rank == 0 else None
     if uploader:
         uploader.start()
     t0 = time.time()
     try:
-        result = train(training_config(args.train.config, args.train.opt, plan, staged, save_dir, resume))
+        result = train(training_config(args.train.config, args.train.opt, plan, staged, save_dir, resume), hooks=hooks)
     except OCRFlowError as exc:
         print(f"ocrflow train: error: {exc}", file=sys.stderr)
         return 2

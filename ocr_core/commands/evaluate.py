@@ -16,7 +16,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ocr_core.engine.program import evaluate_config
+    from ocr_core.engine.run import evaluate_config
 
     metrics = evaluate_config(config_from_args(args))
     print(json.dumps(metrics, indent=2))

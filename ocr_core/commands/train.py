@@ -19,7 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ocr_core.engine.program import train
+    from ocr_core.engine.run import train
 
     cfg = config_from_args(args)
     result = train(cfg)

@@ -235,7 +235,7 @@ def extract_role(src: str | os.PathLike[str], role: str, out: str | os.PathLike[
 
 def evaluate_extracted(path: str | os.PathLike[str], plain_cfg: dict[str, Any]) -> dict[str, float]:
     """Evaluate the extracted checkpoint ``path`` with ``plain_cfg`` (strict loading)."""
-    from ocr_core.engine.program import evaluate_config
+    from ocr_core.engine.run import evaluate_config
 
     if not plain_cfg.get("Eval"):
         raise CheckpointError("the config has no Eval section to re-evaluate on (use --no-eval, or -c CONFIG)")

@@ -121,7 +121,8 @@ def _first_role(post: Any) -> Any:
 
 def infer_config(cfg: dict[str, Any], image_path: str | None, out_dir: str | None) -> list[dict[str, Any]]:
     """Load ``Global.pretrained_model``/``checkpoints`` and infer on ``image_path`` (or ``Global.infer_img``)."""
-    from ocr_core.engine.program import adapt_pretrained_state, prepare
+    from ocr_core.engine.resume import adapt_pretrained_state
+    from ocr_core.engine.run import prepare
 
     run = prepare(cfg, "infer")
     src = run.g.checkpoints or run.g.pretrained_model

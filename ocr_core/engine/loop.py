@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ocr_core.config.schema import GlobalConfig
 from ocr_core.engine.distributed import all_reduce_sum, unwrap
 from ocr_core.errors import OCRFlowError
 from ocr_core.progress import progress
@@ -87,6 +88,37 @@ class StepState:
     best_metric: dict[str, float] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class StepSettings:
+    """How :func:`train_one_epoch` steps: device, precision, accumulation, clipping, logging, limits.
+
+    ``freeze_bn`` keeps BatchNorm layers in eval mode (running statistics used and not updated;
+    their weights still train): for fine-tuning with small batches.
+    """
+
+    device: torch.device
+    model_type: str = "det"
+    epoch_num: int = 1  # for the ETA in the log line
+    print_batch_step: int = 10  # 0 = no log lines
+    smooth_window: int = 20
+    amp: bool = False
+    amp_dtype: torch.dtype = torch.bfloat16
+    channels_last: bool = False
+    clip_norm: float | None = None
+    grad_accum_steps: int = 1
+    max_steps: int | None = None
+    freeze_bn: bool = False
+
+    @classmethod
+    def from_global(cls, g: GlobalConfig, *, device: torch.device, model_type: str, amp_dtype: torch.dtype,
+                    clip_norm: float | None) -> StepSettings:
+        """The settings of a run: ``Global`` plus what is resolved elsewhere (device, AMP dtype, clip norm)."""
+        return cls(device=device, model_type=model_type, epoch_num=g.epoch_num, print_batch_step=g.print_batch_step,
+                   smooth_window=g.log_smooth_window, amp=g.use_amp, amp_dtype=amp_dtype,
+                   channels_last=g.channels_last, clip_norm=clip_norm, grad_accum_steps=g.grad_accum_steps,
+                   max_steps=g.max_steps, freeze_bn=g.freeze_bn)
+
+
 def train_one_epoch(
     model: nn.Module,
     loader: Iterable[Any],
@@ -94,36 +126,28 @@ def train_one_epoch(
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
     state: StepState,
+    settings: StepSettings,
     *,
-    device: torch.device,
-    model_type: str = "det",
-    epoch_num: int = 1,
-    print_batch_step: int = 10,
-    smooth_window: int = 20,
     scaler: torch.amp.GradScaler | None = None,
-    amp: bool = False,
-    amp_dtype: torch.dtype = torch.bfloat16,
-    channels_last: bool = False,
-    clip_norm: float | None = None,
-    grad_accum_steps: int = 1,
-    max_steps: int | None = None,
     after_step: Callable[[StepState, dict[str, float]], bool] | None = None,
     metrics_sink: Callable[[dict[str, float]], None] | None = None,
-    freeze_bn: bool = False,
 ) -> dict[str, float]:
     """Run one epoch of training; returns the epoch's average loss terms and throughput.
 
     ``after_step(state, logs)`` runs after every optimizer step (evaluation schedule,
-    checkpoints); returning True stops the epoch early (``max_steps`` reached).
-    ``freeze_bn`` keeps BatchNorm layers in eval mode (running statistics used and not updated;
-    their weights still train): for fine-tuning with small batches.
+    checkpoints); returning True stops the epoch early (as ``settings.max_steps`` does).
+    ``metrics_sink`` receives each step's scalars (Prometheus / curves).
     """
+    s = settings
+    device, model_type, epoch_num, print_batch_step = s.device, s.model_type, s.epoch_num, s.print_batch_step
+    amp, amp_dtype, channels_last, clip_norm = s.amp, s.amp_dtype, s.channels_last, s.clip_norm
+    grad_accum_steps, max_steps = s.grad_accum_steps, s.max_steps
     model.train()
-    if freeze_bn:
+    if s.freeze_bn:
         for m in model.modules():
             if isinstance(m, nn.modules.batchnorm._BatchNorm):
                 m.eval()
-    smooth = SmoothedValues(smooth_window)
+    smooth = SmoothedValues(s.smooth_window)
     totals: dict[str, float] = defaultdict(float)
     n_steps = 0
     n_samples = 0

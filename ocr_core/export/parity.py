@@ -141,7 +141,7 @@ def onnx_metric(cfg: dict[str, Any], onnx_path: str | Path, limit: Optional[int]
 
 def eager_metric(cfg: dict[str, Any], exported: ExportedModel) -> dict[str, float]:
     """``evaluate_config`` on the exported (single, plain) model's weights."""
-    from ocr_core.engine.program import evaluate_config
+    from ocr_core.engine.run import evaluate_config
     from ocr_core.weights.checkpoint import save_checkpoint
 
     plain = plain_config(cfg, exported.role)

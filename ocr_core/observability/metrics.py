@@ -128,7 +128,7 @@ class TrainingMetrics:
     # ------------------------------------------------------------------ construction
     @classmethod
     def for_run(cls, run: Any) -> TrainingMetrics:
-        """Build for a :class:`~ocr_core.engine.program.Run` and start ``/metrics`` if configured."""
+        """Build for a :class:`~ocr_core.engine.run.Run` and start ``/metrics`` if configured."""
         g = run.g
         job = g.model_name or Path(str(g.save_model_dir).rstrip("/\\")).name or "ocrflow"
         role = os.environ.get(ROLE_ENV) or "train"

@@ -25,7 +25,7 @@ import pytest
 import torch
 
 from ocr_core.config import load_config
-from ocr_core.engine.program import train
+from ocr_core.engine.run import train
 from tests.integration.det_fixtures import ROOT, make_glyph_split
 
 

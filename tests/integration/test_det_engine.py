@@ -14,7 +14,7 @@ import torch
 
 from ocr_core.cli import main as cli
 from ocr_core.config import dump_config
-from ocr_core.engine.program import train
+from ocr_core.engine.run import train
 from ocr_core.weights.checkpoint import load_checkpoint
 from tests.integration.det_fixtures import ROOT, det_config, make_det_split
 

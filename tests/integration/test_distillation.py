@@ -24,7 +24,7 @@ import torch
 from ocr_core.cli import main as cli_main
 from ocr_core.config import dump_config, load_config
 from ocr_core.data.icdar import convert_det_gt_dir
-from ocr_core.engine.program import evaluate_config, train
+from ocr_core.engine.run import evaluate_config, train
 from ocr_core.weights.checkpoint import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[2]

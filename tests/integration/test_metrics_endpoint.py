@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from ocr_core.config import load_config
-from ocr_core.engine import program
+from ocr_core.engine import run as engine_run
 from ocr_core.observability.metrics import TrainingMetrics
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -110,7 +110,7 @@ def test_metrics_scraped_during_training(tmp_path, monkeypatch):
 
     def target():
         try:
-            result["out"] = program.train(cfg)
+            result["out"] = engine_run.train(cfg)
         except BaseException as exc:  # noqa: BLE001 - re-raised in the test thread
             result["error"] = exc
 

@@ -168,7 +168,7 @@ def test_openocr_config_gets_openocr_gate_and_keeps_explicit_overrides() -> None
 
 def test_repvit_db_trains_evaluates_and_exports(tmp_path: Path) -> None:
     """OpenOCR's config, pointed at synthetic data: 2 epochs on CPU, eval, ONNX export parity."""
-    from ocr_core.engine.program import train
+    from ocr_core.engine.run import train
     from ocr_core.export.onnx_export import export_onnx
 
     train_dir, eval_dir = tmp_path / "train", tmp_path / "eval"

@@ -20,7 +20,8 @@ import torch
 
 from ocr_core.cli import main as cli_main
 from ocr_core.config import load_config, wire_rec_heads
-from ocr_core.engine.program import evaluate_config, load_for_run, prepare
+from ocr_core.engine.resume import load_for_run
+from ocr_core.engine.run import evaluate_config, prepare
 from ocr_core.modeling import build_model
 from ocr_core.weights.checkpoint import CheckpointError, save_checkpoint, training_only_prefixes
 from tests.integration.det_fixtures import make_det_split

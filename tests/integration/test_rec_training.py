@@ -26,7 +26,8 @@ import torch
 
 from ocr_core.cli import main as cli_main
 from ocr_core.data.loader import build_dataloader
-from ocr_core.engine.program import evaluate_config, load_for_run, prepare, save, train
+from ocr_core.engine.resume import load_for_run, save
+from ocr_core.engine.run import evaluate_config, prepare, train
 from ocr_core.errors import ConfigError
 from ocr_core.weights import checkpoint as ckpt_mod
 from tests.integration.rec_fixtures import DIGITS, digit_text, make_rec_split, read_labels, rec_config

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from ocr_core.engine.loop import NonFiniteLossError, StepState, evaluate, train_one_epoch
+from ocr_core.engine.loop import NonFiniteLossError, StepSettings, StepState, evaluate, train_one_epoch
 
 
 class Toy(nn.Module):
@@ -36,8 +36,8 @@ def _run(accum: int, lr: float = 0.1) -> tuple[Toy, StepState]:
     opt = torch.optim.SGD(model.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
     state = StepState()
-    train_one_epoch(model, _batches(), mse, opt, sched, state, device=torch.device("cpu"),
-                    print_batch_step=0, grad_accum_steps=accum)
+    train_one_epoch(model, _batches(), mse, opt, sched, state,
+                    StepSettings(device=torch.device("cpu"), print_batch_step=0, grad_accum_steps=accum))
     return model, state
 
 
@@ -82,7 +82,8 @@ def test_non_finite_loss_stops_with_every_term() -> None:
         return {"loss": loss, "loss_shrink_maps": torch.tensor(0.25), "loss_threshold_maps": loss.detach()}
 
     with pytest.raises(NonFiniteLossError, match=r"global_step 1: loss=nan, loss_shrink_maps=0.25, loss_threshold_maps=nan"):
-        train_one_epoch(model, _batches(), bad, opt, sched, StepState(), device=torch.device("cpu"), print_batch_step=0)
+        train_one_epoch(model, _batches(), bad, opt, sched, StepState(),
+                        StepSettings(device=torch.device("cpu"), print_batch_step=0))
 
 
 def test_max_steps_and_after_step_hook() -> None:
@@ -91,8 +92,8 @@ def test_max_steps_and_after_step_hook() -> None:
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
     seen = []
     state = StepState()
-    out = train_one_epoch(model, _batches(), mse, opt, sched, state, device=torch.device("cpu"),
-                          print_batch_step=0, max_steps=3,
+    out = train_one_epoch(model, _batches(), mse, opt, sched, state,
+                          StepSettings(device=torch.device("cpu"), print_batch_step=0, max_steps=3),
                           after_step=lambda st, logs: seen.append((st.global_step, round(logs["lr"], 3))) or False)
     assert state.global_step == 3 and out["steps"] == 3
     assert seen == [(1, 0.1), (2, 0.1), (3, 0.1)]

@@ -92,7 +92,7 @@ def test_unsupported_optimizer_names_key() -> None:
     (16, 2, 2, 1e-3),       # 2 ranks x 16 x 2 accumulation = 64
 ])
 def test_lr_scales_with_global_batch(per_card: int, world: int, accum: int, expected: float) -> None:
-    from ocr_core.engine.program import global_batch_size
+    from ocr_core.engine.run import global_batch_size
 
     cfg = {"Train": {"loader": {"batch_size_per_card": per_card}}}
     gb = global_batch_size(cfg, world, accum)

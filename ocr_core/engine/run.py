@@ -1,16 +1,20 @@
-"""Build everything a run needs from a validated config, then train or evaluate.
+"""Run orchestration: build everything a run needs from a resolved config, then train or evaluate.
 
-Order (as PaddleOCR's ``tools/train.py``): loaders → post-process → (rec: head sizes from the
-dictionary) → model → loss → optimizer/scheduler → metric → AMP → load checkpoint/pretrained →
-DDP. ``Global.checkpoints`` (resume everything) wins over ``Global.pretrained_model``.
+Order (as PaddleOCR's ``tools/train.py``): resolve the config (rec: head sizes from the
+dictionary) -> model -> post-process -> metric -> loaders -> loss -> optimizer/scheduler -> AMP ->
+checkpoint/pretrained (:mod:`ocr_core.engine.resume`) -> DDP -> the epoch loop. The step loop is
+:func:`ocr_core.engine.loop.train_one_epoch`.
+
+Code outside the engine reacts to steps, evaluations and saves through :class:`TrainHooks`
+(``train(cfg, hooks=...)``), not by patching this module.
 """
 
 from __future__ import annotations
 
-import copy
 import logging
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,33 +24,41 @@ import torch
 from torch import nn
 
 from ocr_core.build import build_loss, build_metric, build_post_process, create_model
-from ocr_core.config import (
-    dump_config,
-    load_charset,
-    model_type_of,
-    parse_global,
-    public_config,
-    resolve_config,
-)
-from ocr_core.config.resolve import wire_rec_heads
+from ocr_core.config import dump_config, load_charset, model_type_of, parse_global, resolve_config
 from ocr_core.config.schema import GlobalConfig, OptimizerConfig
-from ocr_core.engine.distributed import (
-    DistInfo,
-    all_gather_object,
-    all_reduce_sum,
-    barrier,
-    cleanup,
-    init_distributed,
-    unwrap,
-)
-from ocr_core.engine.loop import StepState, evaluate, train_one_epoch
+from ocr_core.data.loader import build_dataloader, set_loader_epoch
+from ocr_core.engine.distributed import DistInfo, all_reduce_sum, barrier, cleanup, init_distributed, unwrap
+from ocr_core.engine.loop import StepSettings, StepState, evaluate, train_one_epoch
+from ocr_core.engine.optim import build_optimizer
+from ocr_core.engine.resume import adapt_pretrained_state, load_for_run, save
 from ocr_core.errors import ConfigError
 from ocr_core.observability.logging import setup_logger
 from ocr_core.observability.metrics import TrainingMetrics
+from ocr_core.observability.visualize import make_eval_visualizer
 from ocr_core.registry import check_dataclass
 from ocr_core.weights import checkpoint as ckpt_mod
 
 log = logging.getLogger("ocrflow")
+
+__all__ = ["Run", "TrainHooks", "evaluate_config", "global_batch_size", "prepare", "run_eval_and_track", "train"]
+
+
+@dataclass
+class TrainHooks:
+    """Optional callbacks of a training run (every rank calls them, at the same points).
+
+    Attributes:
+        after_step: ``(run, state) -> bool`` after every optimizer step (after a scheduled
+            evaluation); True stops training at this step (the run then evaluates and saves as
+            at its end, as ``Global.max_train_seconds`` does).
+        after_eval: ``(run, metrics)`` after every evaluation, once the best checkpoints are saved.
+        after_save: ``(run, name, path)`` after every checkpoint save (``latest``, ``best_accuracy``,
+            ``best_accuracy_<role>``, ``iter_epoch_<n>``); ``path`` is None on ranks other than 0.
+    """
+
+    after_step: Callable[[Run, StepState], bool] | None = None
+    after_eval: Callable[[Run, dict[str, float]], None] | None = None
+    after_save: Callable[[Run, str, Path | None], None] | None = None
 
 
 def seed_everything(seed: int) -> None:
@@ -80,6 +92,7 @@ class Run:
     save_dir: Path = Path(".")
     history: list[dict[str, Any]] = field(default_factory=list)
     telemetry: TrainingMetrics | None = None  # Prometheus metrics + curves/report record (training)
+    hooks: TrainHooks = field(default_factory=TrainHooks)
 
 
 def prepare(cfg: dict[str, Any], mode: str = "train") -> Run:
@@ -111,8 +124,6 @@ def prepare(cfg: dict[str, Any], mode: str = "train") -> Run:
 
 
 def _build_loaders(run: Run, with_train: bool) -> None:
-    from ocr_core.data.loader import build_dataloader
-
     seed = run.g.seed
     if with_train:
         run.train_dataset, run.train_loader, run.train_sampler = build_dataloader(
@@ -124,190 +135,22 @@ def _build_loaders(run: Run, with_train: bool) -> None:
         _, run.eval_loader, _ = build_dataloader(run.cfg, "Eval", distributed=run.dist.enabled, seed=seed)
 
 
-def checkpoint_payload(run: Run, best: dict[str, float] | None = None) -> dict[str, Any]:
-    model = unwrap(run.model)
-    return {
-        "model": model.state_dict(),
-        "architecture": copy.deepcopy(run.cfg["Architecture"]),
-        "model_type": run.model_type,
-        "config": public_config(run.cfg),
-        "charset": run.charset,
-        "optimizer": run.optimizer.state_dict() if run.optimizer else None,
-        "scheduler": run.scheduler.state_dict() if run.scheduler else None,
-        "scaler": run.scaler.state_dict() if run.scaler is not None else None,
-        "epoch": run.state.epoch,
-        "global_step": run.state.global_step,
-        "best_metric": dict(best if best is not None else run.state.best_metric),
-        "rng": ckpt_mod.rng_state(),
-        "provenance": {"tool": "ocrflow", "saved_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
-    }
-
-
-def save(run: Run, name: str, best: dict[str, float] | None = None) -> Path | None:
-    """Save ``name`` and return its path (rank 0 writes; every rank must call it).
-
-    Under DDP every rank's RNG state is gathered into ``rng_per_rank``: each rank draws its own
-    augmentation stream, and an exact resume needs all of them.
-    """
-    rngs = all_gather_object(ckpt_mod.rng_state()) if run.dist.enabled else None
-    if not run.dist.is_main:
-        return None
-    t0 = time.perf_counter()
-    payload = checkpoint_payload(run, best)
-    if rngs is not None:
-        payload["rng_per_rank"] = rngs
-    path = ckpt_mod.save_checkpoint(run.save_dir / name, payload)
-    log.info("saved %s (%.2fs)", path, time.perf_counter() - t0)
-    if run.telemetry is not None:
-        run.telemetry.on_checkpoint(name, time.perf_counter() - t0)
-    return path
-
-
-def class_dependent_keys(run: Run) -> set[str]:
-    """State-dict keys whose shape depends on the rec class count (CTC fc, SAR embedding/output).
-
-    Found exactly by building the same architecture for another class count on the meta device
-    and comparing shapes.
-    """
-    if not run.charset:
-        return set()
-    from ocr_core.modeling import build_model
-
-    other = wire_rec_heads({"Architecture": run.cfg["Architecture"]}, len(run.charset) + 8)
-    with torch.device("meta"):
-        probe = build_model(other["Architecture"]).state_dict()
-    own = unwrap(run.model).state_dict()
-    return {k for k, v in own.items() if k in probe and tuple(probe[k].shape) != tuple(v.shape)}
-
-
-def _multihead_to_ctc(state: dict[str, torch.Tensor], own: dict[str, Any]) -> dict[str, torch.Tensor]:
-    """Load a MultiHead (CTC+SAR) checkpoint's CTC branch into a Neck + CTCHead model."""
-    if not any(k.startswith("head.ctc_encoder.") for k in state) or any(k.startswith("head.ctc_encoder.") for k in own):
-        return state
-    out: dict[str, torch.Tensor] = {}
-    dropped = 0
-    for k, v in state.items():
-        if k.startswith("head.ctc_encoder."):
-            out["neck." + k[len("head.ctc_encoder."):]] = v
-        elif k.startswith("head.ctc_head."):
-            out["head." + k[len("head.ctc_head."):]] = v
-        elif k.startswith("head.sar_head."):
-            dropped += 1
-        else:
-            out[k] = v
-    log.info("checkpoint has a MultiHead (CTC+SAR) head: its CTC branch loads into the model's "
-             "Neck + CTCHead; the SAR branch (%d tensors) is not used", dropped)
-    return out
-
-
-def _ctc_to_multihead(state: dict[str, torch.Tensor], own: dict[str, Any]) -> dict[str, torch.Tensor]:
-    """Load a Neck + CTCHead checkpoint (the official PP-OCRv3 rec) into a MultiHead model's CTC branch.
-
-    The SAR branch is training-only: it stays freshly initialised (logged) and inference never uses it.
-    """
-    if not any(k.startswith("head.ctc_encoder.") for k in own) or any(k.startswith("head.ctc_") for k in state):
-        return state
-    if not any(k.startswith("neck.") for k in state):
-        return state
-    out: dict[str, torch.Tensor] = {}
-    for k, v in state.items():
-        if k.startswith("neck."):
-            out["head.ctc_encoder." + k[len("neck."):]] = v
-        elif k.startswith("head."):
-            out["head.ctc_head." + k[len("head."):]] = v
-        else:
-            out[k] = v
-    n_sar = sum(1 for k in own if k.startswith("head.sar_head.") and not k.endswith("num_batches_tracked"))
-    log.info("checkpoint has a Neck + CTCHead: it loads into the MultiHead's CTC branch; the SAR branch "
-             "(%d tensors, training only) starts fresh", n_sar)
-    return out
-
-
-def adapt_pretrained_state(run: Run, ck: dict[str, Any]) -> dict[str, torch.Tensor]:
-    """Weights of a pretrained checkpoint fitted to this run's rec dictionary.
-
-    When the checkpoint's dictionary differs from the config's, the class-dependent head
-    tensors are dropped (they stay freshly initialised) and a log line names both sizes.
-    """
-    state = dict(ck["model"])
-    if run.charset is None:
-        return state
-    own = unwrap(run.model).state_dict()
-    state = _ctc_to_multihead(_multihead_to_ctc(state, own), own)
-    ck_chars = ck.get("charset")
-    if ck_chars is None or list(ck_chars) == list(run.charset):
-        return state
-    keys = class_dependent_keys(run)
-    dropped = sorted(k for k in keys if k in state)
-    for k in dropped:
-        del state[k]
-    log.warning("dictionary mismatch: the checkpoint's dictionary has %d characters (%d classes), the "
-                "config's %d (%d classes); re-initialising the class-dependent head weights: %s",
-                len(ck_chars), len(ck_chars) + 1, len(run.charset), len(run.charset) + 1,
-                ", ".join(dropped) or "(none)")
-    return state
-
-
-def load_for_run(run: Run) -> None:
-    """Apply ``Global.checkpoints`` (resume) or ``Global.pretrained_model`` (weights only)."""
-    g = run.g
-    model = unwrap(run.model)
-    if g.checkpoints:
-        ck = ckpt_mod.load_checkpoint(g.checkpoints, map_location=run.dist.device)
-        if run.charset is not None and ck.get("charset") is not None and list(ck["charset"]) != run.charset:
-            raise ConfigError(f"{g.checkpoints} was trained with a {len(ck['charset'])}-character dictionary, "
-                              f"the config has {len(run.charset)}: resuming needs the same dictionary "
-                              "(use Global.pretrained_model to fine-tune with a new one)",
-                              "Global.character_dict_path")
-        ckpt_mod.load_weights(model, ckpt_mod.to_model_keys(ck["model"], model), strict=True,
-                              source=g.checkpoints)
-        if run.optimizer is not None and ck.get("optimizer"):
-            run.optimizer.load_state_dict(ck["optimizer"])
-        if run.scheduler is not None and ck.get("scheduler"):
-            run.scheduler.load_state_dict(ck["scheduler"])
-        if run.scaler is not None and ck.get("scaler"):
-            run.scaler.load_state_dict(ck["scaler"])
-        run.state.epoch = int(ck.get("epoch", 0)) + 1
-        run.state.global_step = int(ck.get("global_step", 0))
-        run.state.best_metric = dict(ck.get("best_metric") or {})
-        _restore_rng(run, ck, g.checkpoints)
-        log.info("resumed from %s: next epoch %d, global_step %d, best %s", g.checkpoints,
-                 run.state.epoch, run.state.global_step, run.state.best_metric)
-    elif g.pretrained_model:
-        ck = ckpt_mod.load_checkpoint(g.pretrained_model, map_location=run.dist.device)
-        ck["model"] = ckpt_mod.to_model_keys(ck["model"], model)
-        report = ckpt_mod.load_weights(model, adapt_pretrained_state(run, ck), strict=g.pretrained_strict,
-                                       max_missing_ratio=g.pretrained_max_missing_ratio,
-                                       source=g.pretrained_model)
-        ckpt_mod.log_partial_load(report, g.pretrained_model)
-    else:
-        log.info("training from scratch")
-
-
-def _restore_rng(run: Run, ck: dict[str, Any], source: str) -> None:
-    """This rank's saved RNG state; a different world size keeps the fresh ``seed + rank`` streams."""
-    per_rank = ck.get("rng_per_rank")
-    world = run.dist.world_size
-    if per_rank and len(per_rank) == world:
-        ckpt_mod.set_rng_state(per_rank[run.dist.rank])
-    elif ck.get("rng") and world == 1 and not per_rank:
-        ckpt_mod.set_rng_state(ck["rng"])
-    elif ck.get("rng"):
-        saved = len(per_rank) if per_rank else 1
-        log.warning("%s was saved by %d rank(s), this run has %d: augmentation RNG streams restart from "
-                    "seed + rank (weights, optimizer and schedule are restored exactly)", source, saved, world)
-
-
 def _eval_due(g: GlobalConfig, step: int) -> bool:
     ebs = g.eval_batch_step
     start, every = (ebs[0], ebs[1]) if isinstance(ebs, list) and len(ebs) >= 2 else (0, int(ebs if not isinstance(ebs, list) else ebs[0]))
     return every > 0 and step > start and (step - start) % every == 0
 
 
+def _save(run: Run, name: str, best: dict[str, float] | None = None) -> Path | None:
+    """:func:`ocr_core.engine.resume.save`, then the ``after_save`` hook."""
+    path = save(run, name, best)
+    if run.hooks.after_save is not None:
+        run.hooks.after_save(run, name, path)
+    return path
+
+
 def run_eval_and_track(run: Run, show_progress: bool = True) -> dict[str, float]:
     """Evaluate, update the best metric (``>=`` as PaddleOCR) and save best checkpoints."""
-    from ocr_core.observability.visualize import make_eval_visualizer
-
     n_vis = run.g.eval_visualize if run.dist.is_main else 0  # pictures of rank 0's shard
     vis = make_eval_visualizer(run.cfg, run.model_type, n_vis, run.metric)
     metrics = evaluate(run.model, run.eval_loader, run.post_process, run.metric, device=run.dist.device,
@@ -326,7 +169,7 @@ def run_eval_and_track(run: Run, show_progress: bool = True) -> dict[str, float]
         # keep the per-role bests ({role}_best_{main}) across a new overall best
         role_bests = {k: v for k, v in best.items() if k.endswith(f"_best_{main}")}
         run.state.best_metric = {**role_bests, **metrics, **at}
-        save(run, "best_accuracy")
+        _save(run, "best_accuracy")
     # distillation: keep the best checkpoint of every role that reports the main indicator
     for key, val in metrics.items():
         if key.endswith(f"_{main}") and key != main:
@@ -335,16 +178,20 @@ def run_eval_and_track(run: Run, show_progress: bool = True) -> dict[str, float]
             if val >= run.state.best_metric.get(rkey, -1.0):
                 run.state.best_metric[rkey] = val
                 # its best_metric describes the weights it holds: this evaluation's metrics
-                save(run, f"best_accuracy_{role}", best={**metrics, **at, rkey: val})
+                _save(run, f"best_accuracy_{role}", best={**metrics, **at, rkey: val})
     run.history.append({"epoch": run.state.epoch, "global_step": run.state.global_step, **metrics})
     if run.telemetry is not None:
         run.telemetry.on_eval(metrics)
+    if run.hooks.after_eval is not None:
+        run.hooks.after_eval(run, metrics)
     return metrics
 
 
-def train(cfg: dict[str, Any]) -> dict[str, Any]:
-    """Train per ``cfg``; returns the final state and metrics. Entry of ``ocrflow train``."""
+def train(cfg: dict[str, Any], hooks: TrainHooks | None = None) -> dict[str, Any]:
+    """Train per ``cfg`` (not modified); returns the final state and metrics. Entry of ``ocrflow train``."""
     run = prepare(cfg, "train")
+    if hooks is not None:
+        run.hooks = hooks
     try:
         return _train(run)
     finally:
@@ -358,15 +205,14 @@ def _train(run: Run) -> dict[str, Any]:
     _build_loaders(run, with_train=True)
     if run.dist.is_main:
         dump_config(run.cfg, run.save_dir / "config.yml")
-    from ocr_core.data.loader import set_loader_epoch
-    from ocr_core.engine.optim import build_optimizer
-
     run.loss_fn = build_loss(run.cfg)
     steps = -(-len(run.train_loader) // max(1, g.grad_accum_steps))
     global_batch = global_batch_size(run.cfg, run.dist.world_size, g.grad_accum_steps)
     run.optimizer, run.scheduler = build_optimizer(run.cfg.get("Optimizer"), run.model, g.epoch_num, steps,
                                                    global_batch=global_batch)
     clip = check_dataclass(OptimizerConfig, run.cfg.get("Optimizer") or {}, "Optimizer").clip_norm
+    settings = StepSettings.from_global(g, device=run.dist.device, model_type=run.model_type,
+                                        amp_dtype=run.amp_dtype, clip_norm=clip)
     if g.use_amp and run.amp_dtype == torch.float16 and run.dist.device.type == "cuda":
         run.scaler = torch.amp.GradScaler("cuda", init_scale=g.scale_loss,
                                           enabled=True, growth_interval=2000 if g.use_dynamic_loss_scaling else 10**9)
@@ -392,6 +238,8 @@ def _train(run: Run) -> dict[str, Any]:
             last_eval_step = state.global_step
         if out_of_time():
             stop = True
+        if run.hooks.after_step is not None and run.hooks.after_step(run, state):
+            stop = True
         return stop or (g.max_steps is not None and state.global_step >= g.max_steps)
 
     epoch_logs: dict[str, float] = {}
@@ -402,22 +250,18 @@ def _train(run: Run) -> dict[str, Any]:
         if hasattr(run.train_dataset, "set_epoch"):
             run.train_dataset.set_epoch(epoch)
         set_loader_epoch(run.train_loader, epoch)
-        epoch_logs = train_one_epoch(
-            run.model, run.train_loader, run.loss_fn, run.optimizer, run.scheduler, run.state,
-            device=run.dist.device, model_type=run.model_type, epoch_num=g.epoch_num,
-            print_batch_step=g.print_batch_step, smooth_window=g.log_smooth_window, scaler=run.scaler,
-            amp=g.use_amp, amp_dtype=run.amp_dtype, channels_last=g.channels_last, clip_norm=clip, grad_accum_steps=g.grad_accum_steps,
-            max_steps=g.max_steps, after_step=after_step, metrics_sink=run.telemetry.on_step,
-            freeze_bn=g.freeze_bn)
+        epoch_logs = train_one_epoch(run.model, run.train_loader, run.loss_fn, run.optimizer, run.scheduler,
+                                     run.state, settings, scaler=run.scaler, after_step=after_step,
+                                     metrics_sink=run.telemetry.on_step)
         run.telemetry.on_epoch_end(epoch_logs)
         stop = stop or (g.max_steps is not None and run.state.global_step >= g.max_steps)
         if run.eval_loader is not None and g.eval_batch_epoch and epoch % g.eval_batch_epoch == 0 \
                 and last_eval_step != run.state.global_step:
             run_eval_and_track(run)
             last_eval_step = run.state.global_step
-        save(run, "latest")
+        _save(run, "latest")
         if g.save_epoch_step and epoch % g.save_epoch_step == 0:
-            save(run, f"iter_epoch_{epoch}")
+            _save(run, f"iter_epoch_{epoch}")
         barrier()
         if stop:
             break

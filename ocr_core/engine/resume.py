@@ -1,0 +1,203 @@
+"""Checkpoint and resume policy of a run: what a checkpoint holds, and how a run starts from one.
+
+``Global.checkpoints`` resumes everything (weights, optimizer, scheduler, AMP scaler, epoch,
+``global_step``, best metric, every rank's RNG) and wins over ``Global.pretrained_model``, which
+loads weights only: fitted to the run's rec dictionary and head layout, and reported key by key.
+The file format itself is :mod:`ocr_core.weights.checkpoint`.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from ocr_core.config import public_config, wire_rec_heads
+from ocr_core.engine.distributed import all_gather_object, unwrap
+from ocr_core.errors import ConfigError
+from ocr_core.modeling import build_model
+from ocr_core.weights import checkpoint as ckpt_mod
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from ocr_core.engine.run import Run
+
+log = logging.getLogger("ocrflow")
+
+__all__ = ["adapt_pretrained_state", "checkpoint_payload", "class_dependent_keys", "load_for_run", "save"]
+
+
+def checkpoint_payload(run: Run, best: dict[str, float] | None = None) -> dict[str, Any]:
+    model = unwrap(run.model)
+    return {
+        "model": model.state_dict(),
+        "architecture": copy.deepcopy(run.cfg["Architecture"]),
+        "model_type": run.model_type,
+        "config": public_config(run.cfg),
+        "charset": run.charset,
+        "optimizer": run.optimizer.state_dict() if run.optimizer else None,
+        "scheduler": run.scheduler.state_dict() if run.scheduler else None,
+        "scaler": run.scaler.state_dict() if run.scaler is not None else None,
+        "epoch": run.state.epoch,
+        "global_step": run.state.global_step,
+        "best_metric": dict(best if best is not None else run.state.best_metric),
+        "rng": ckpt_mod.rng_state(),
+        "provenance": {"tool": "ocrflow", "saved_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
+    }
+
+
+def save(run: Run, name: str, best: dict[str, float] | None = None) -> Path | None:
+    """Save ``name`` and return its path (rank 0 writes; every rank must call it).
+
+    Under DDP every rank's RNG state is gathered into ``rng_per_rank``: each rank draws its own
+    augmentation stream, and an exact resume needs all of them.
+    """
+    rngs = all_gather_object(ckpt_mod.rng_state()) if run.dist.enabled else None
+    if not run.dist.is_main:
+        return None
+    t0 = time.perf_counter()
+    payload = checkpoint_payload(run, best)
+    if rngs is not None:
+        payload["rng_per_rank"] = rngs
+    path = ckpt_mod.save_checkpoint(run.save_dir / name, payload)
+    log.info("saved %s (%.2fs)", path, time.perf_counter() - t0)
+    if run.telemetry is not None:
+        run.telemetry.on_checkpoint(name, time.perf_counter() - t0)
+    return path
+
+
+def class_dependent_keys(run: Run) -> set[str]:
+    """State-dict keys whose shape depends on the rec class count (CTC fc, SAR embedding/output).
+
+    Found exactly by building the same architecture for another class count on the meta device
+    and comparing shapes.
+    """
+    if not run.charset:
+        return set()
+    other = wire_rec_heads({"Architecture": run.cfg["Architecture"]}, len(run.charset) + 8)
+    with torch.device("meta"):
+        probe = build_model(other["Architecture"]).state_dict()
+    own = unwrap(run.model).state_dict()
+    return {k for k, v in own.items() if k in probe and tuple(probe[k].shape) != tuple(v.shape)}
+
+
+def _multihead_to_ctc(state: dict[str, torch.Tensor], own: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """Load a MultiHead (CTC+SAR) checkpoint's CTC branch into a Neck + CTCHead model."""
+    if not any(k.startswith("head.ctc_encoder.") for k in state) or any(k.startswith("head.ctc_encoder.") for k in own):
+        return state
+    out: dict[str, torch.Tensor] = {}
+    dropped = 0
+    for k, v in state.items():
+        if k.startswith("head.ctc_encoder."):
+            out["neck." + k[len("head.ctc_encoder."):]] = v
+        elif k.startswith("head.ctc_head."):
+            out["head." + k[len("head.ctc_head."):]] = v
+        elif k.startswith("head.sar_head."):
+            dropped += 1
+        else:
+            out[k] = v
+    log.info("checkpoint has a MultiHead (CTC+SAR) head: its CTC branch loads into the model's "
+             "Neck + CTCHead; the SAR branch (%d tensors) is not used", dropped)
+    return out
+
+
+def _ctc_to_multihead(state: dict[str, torch.Tensor], own: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """Load a Neck + CTCHead checkpoint (the official PP-OCRv3 rec) into a MultiHead model's CTC branch.
+
+    The SAR branch is training-only: it stays freshly initialised (logged) and inference never uses it.
+    """
+    if not any(k.startswith("head.ctc_encoder.") for k in own) or any(k.startswith("head.ctc_") for k in state):
+        return state
+    if not any(k.startswith("neck.") for k in state):
+        return state
+    out: dict[str, torch.Tensor] = {}
+    for k, v in state.items():
+        if k.startswith("neck."):
+            out["head.ctc_encoder." + k[len("neck."):]] = v
+        elif k.startswith("head."):
+            out["head.ctc_head." + k[len("head."):]] = v
+        else:
+            out[k] = v
+    n_sar = sum(1 for k in own if k.startswith("head.sar_head.") and not k.endswith("num_batches_tracked"))
+    log.info("checkpoint has a Neck + CTCHead: it loads into the MultiHead's CTC branch; the SAR branch "
+             "(%d tensors, training only) starts fresh", n_sar)
+    return out
+
+
+def adapt_pretrained_state(run: Run, ck: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """Weights of a pretrained checkpoint fitted to this run's rec dictionary.
+
+    When the checkpoint's dictionary differs from the config's, the class-dependent head
+    tensors are dropped (they stay freshly initialised) and a log line names both sizes.
+    """
+    state = dict(ck["model"])
+    if run.charset is None:
+        return state
+    own = unwrap(run.model).state_dict()
+    state = _ctc_to_multihead(_multihead_to_ctc(state, own), own)
+    ck_chars = ck.get("charset")
+    if ck_chars is None or list(ck_chars) == list(run.charset):
+        return state
+    keys = class_dependent_keys(run)
+    dropped = sorted(k for k in keys if k in state)
+    for k in dropped:
+        del state[k]
+    log.warning("dictionary mismatch: the checkpoint's dictionary has %d characters (%d classes), the "
+                "config's %d (%d classes); re-initialising the class-dependent head weights: %s",
+                len(ck_chars), len(ck_chars) + 1, len(run.charset), len(run.charset) + 1,
+                ", ".join(dropped) or "(none)")
+    return state
+
+
+def load_for_run(run: Run) -> None:
+    """Apply ``Global.checkpoints`` (resume) or ``Global.pretrained_model`` (weights only)."""
+    g = run.g
+    model = unwrap(run.model)
+    if g.checkpoints:
+        ck = ckpt_mod.load_checkpoint(g.checkpoints, map_location=run.dist.device)
+        if run.charset is not None and ck.get("charset") is not None and list(ck["charset"]) != run.charset:
+            raise ConfigError(f"{g.checkpoints} was trained with a {len(ck['charset'])}-character dictionary, "
+                              f"the config has {len(run.charset)}: resuming needs the same dictionary "
+                              "(use Global.pretrained_model to fine-tune with a new one)",
+                              "Global.character_dict_path")
+        ckpt_mod.load_weights(model, ckpt_mod.to_model_keys(ck["model"], model), strict=True,
+                              source=g.checkpoints)
+        if run.optimizer is not None and ck.get("optimizer"):
+            run.optimizer.load_state_dict(ck["optimizer"])
+        if run.scheduler is not None and ck.get("scheduler"):
+            run.scheduler.load_state_dict(ck["scheduler"])
+        if run.scaler is not None and ck.get("scaler"):
+            run.scaler.load_state_dict(ck["scaler"])
+        run.state.epoch = int(ck.get("epoch", 0)) + 1
+        run.state.global_step = int(ck.get("global_step", 0))
+        run.state.best_metric = dict(ck.get("best_metric") or {})
+        _restore_rng(run, ck, g.checkpoints)
+        log.info("resumed from %s: next epoch %d, global_step %d, best %s", g.checkpoints,
+                 run.state.epoch, run.state.global_step, run.state.best_metric)
+    elif g.pretrained_model:
+        ck = ckpt_mod.load_checkpoint(g.pretrained_model, map_location=run.dist.device)
+        ck["model"] = ckpt_mod.to_model_keys(ck["model"], model)
+        report = ckpt_mod.load_weights(model, adapt_pretrained_state(run, ck), strict=g.pretrained_strict,
+                                       max_missing_ratio=g.pretrained_max_missing_ratio,
+                                       source=g.pretrained_model)
+        ckpt_mod.log_partial_load(report, g.pretrained_model)
+    else:
+        log.info("training from scratch")
+
+
+def _restore_rng(run: Run, ck: dict[str, Any], source: str) -> None:
+    """This rank's saved RNG state; a different world size keeps the fresh ``seed + rank`` streams."""
+    per_rank = ck.get("rng_per_rank")
+    world = run.dist.world_size
+    if per_rank and len(per_rank) == world:
+        ckpt_mod.set_rng_state(per_rank[run.dist.rank])
+    elif ck.get("rng") and world == 1 and not per_rank:
+        ckpt_mod.set_rng_state(ck["rng"])
+    elif ck.get("rng"):
+        saved = len(per_rank) if per_rank else 1
+        log.warning("%s was saved by %d rank(s), this run has %d: augmentation RNG streams restart from "
+                    "seed + rank (weights, optimizer and schedule are restored exactly)", source, saved, world)
