@@ -152,6 +152,7 @@ def run_model(kind: str, args: argparse.Namespace, labels: Path, data_dir: str, 
             f"Global.save_epoch_step={epochs + 1}"]
     if kind == "rec":  # Piecewise: decay at 80% of the run, as the config's [80] of 100 epochs
         tune.append(f"Optimizer.lr.decay_epochs=[{max(1, round(0.8 * epochs))}]")
+    tune += list(args.det_override if kind == "det" else args.rec_override)
     t0 = time.perf_counter()
     summary = train(load_config(str(config), tune))
     res["train_seconds"] = round(time.perf_counter() - t0, 1)
@@ -219,6 +220,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--det-crop", type=int, default=640)
     ap.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 1))
     ap.add_argument("--probe-samples", type=int, default=24, help="samples timed to size the schedule")
+    ap.add_argument("--det-override", action="append", default=[], metavar="KEY=VALUE",
+                    help="extra -o override for the det fine-tune (repeatable)")
+    ap.add_argument("--rec-override", action="append", default=[], metavar="KEY=VALUE",
+                    help="extra -o override for the rec fine-tune, e.g. Optimizer.lr.warmup_epoch=1")
     ap.add_argument("--dry-run", action="store_true", help="a few images and steps: exercise every path")
     args = ap.parse_args(argv)
     import cv2
