@@ -168,7 +168,7 @@ def system_eval(det_onnx: str | Path, rec_onnx: str | Path, label_file: str | Pa
     import cv2
 
     from ocr_core.data.label_io import read_label_lines, split_label_line
-    from ocr_core.export.predictors import DetPredictor, RecPredictor, TextSystem
+    from ocr_core.inference.predictors import DetPredictor, RecPredictor, TextSystem
     from ocr_core.metrics.e2e_metric import E2EMetric
 
     system = TextSystem(DetPredictor(det_onnx), RecPredictor(rec_onnx), drop_score=drop_score)
@@ -238,7 +238,7 @@ def detection_pairs(det_a: str | Path, det_b: str | Path, label_file: str | Path
     import numpy as np
 
     from ocr_core.data.label_io import parse_det_label, read_label_lines, split_label_line
-    from ocr_core.export.predictors import DetPredictor
+    from ocr_core.inference.predictors import DetPredictor
 
     models = {"a": DetPredictor(det_a), "b": DetPredictor(det_b)}
     out: list[dict[str, Any]] = []

@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     import cv2
     import numpy as np
 
-    from ocr_core.export.predictors import RecPredictor, TextSystem, draw_results, load_predictor
+    from ocr_core.inference.predictors import RecPredictor, TextSystem, draw_results, load_predictor
 
     extra = {"det_algorithm": args.det_algorithm} if args.det_algorithm else {}
     first = load_predictor(args.model, intra_op_num_threads=args.threads, **extra)

@@ -5,7 +5,7 @@ The graph is exported in export mode (raw shrink map ``[B,1,H,W]`` or CTC probab
 cleaned so onnxruntime runs less: BatchNormalization folded into the preceding Conv /
 ConvTranspose, Paddle's ``clamp(0.2x + 0.5, 0, 1)`` SE gate fused into one ``HardSigmoid``
 (HardSwish is already one op at opset >= 14), Identity nodes dropped. The pre/post-processing
-settings are embedded as ``metadata_props`` (see :mod:`ocr_core.export.metadata`).
+settings are embedded as ``metadata_props`` (see :mod:`ocr_core.inference.metadata`).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from torch import nn
 
 from ocr_core.config import config_hash, dump_config
 from ocr_core.errors import ConfigError
-from ocr_core.export import metadata as md
+from ocr_core.inference import metadata as md
 
 log = logging.getLogger("ocrflow")
 DEFAULT_OPSET = 17

@@ -24,8 +24,8 @@ import numpy as np
 import torch
 
 from ocr_core.errors import OCRFlowError
-from ocr_core.export import metadata as md
 from ocr_core.export.onnx_export import ExportedModel, checkpoint_from_config, load_export_model, plain_config
+from ocr_core.inference import metadata as md
 
 log = logging.getLogger("ocrflow")
 DET_SHAPES = ((1, 3, 64, 96), (2, 3, 128, 128), (1, 3, 96, 160))
@@ -110,7 +110,7 @@ def _raw_eval_dataset(cfg: dict[str, Any]) -> Any:
 def onnx_metric(cfg: dict[str, Any], onnx_path: str | Path, limit: Optional[int] = None) -> dict[str, float]:
     """Evaluate the ONNX model through the predictor path on ``cfg``'s Eval set."""
     from ocr_core.build import build_metric
-    from ocr_core.export.predictors import DetPredictor, RecPredictor
+    from ocr_core.inference.predictors import DetPredictor, RecPredictor
 
     metric = build_metric(cfg)
     meta = md.read_metadata(onnx_path)
@@ -185,7 +185,7 @@ def check_parity(
         with_metric: Run (b) when possible.
         raise_on_failure: Raise :class:`ParityError` instead of returning a failed report.
     """
-    from ocr_core.export.predictors import make_session
+    from ocr_core.inference.predictors import make_session
 
     onnx_path = md.resolve_model_path(onnx_path)
     meta = md.read_metadata(onnx_path)

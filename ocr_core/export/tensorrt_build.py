@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from ocr_core.errors import OCRFlowError
-from ocr_core.export import metadata as md
+from ocr_core.inference import metadata as md
 
 EXIT_NO_TENSORRT = 3
 Shape = tuple[int, ...]
@@ -57,7 +57,7 @@ def profile_shapes(
     rec (``[B, C, H, W]``): fixed ``C x H``, width ``min_side..max(W, rec_max_width)``, opt W.
 
     Args:
-        meta: Decoded metadata (:func:`ocr_core.export.metadata.read_metadata`).
+        meta: Decoded metadata (:func:`ocr_core.inference.metadata.read_metadata`).
         batch: ``(min, opt, max)`` batch sizes (default det (1, 1, 4), rec (1, 6, 16)).
         max_side: Largest det side in the profile.
         rec_max_width: Largest rec width in the profile.

@@ -75,7 +75,7 @@ def test_east_trains_evaluates_exports_and_predicts(east_data: tuple[Path, Path]
     assert metric["hmean"] >= 0.4, metric  # measured 0.765 (seeds 5-9: 0.636-0.933); margin for other CPUs
 
     from ocr_core.export.onnx_export import export_onnx
-    from ocr_core.export.predictors import DetPredictor
+    from ocr_core.inference.predictors import DetPredictor
 
     result = export_onnx(cfg, tmp_path / "export", checkpoint=str(tmp_path / "out" / "latest.pt"))
     pred = DetPredictor(result.onnx_path, score_thresh=0.5)

@@ -16,9 +16,9 @@ import yaml
 
 from ocr_core.cli import main
 from ocr_core.config import load_config
-from ocr_core.export import metadata as md
 from ocr_core.export.onnx_export import export_onnx, load_export_model, op_counts
 from ocr_core.export.parity import check_parity
+from ocr_core.inference import metadata as md
 from ocr_core.modeling import build_model
 from ocr_core.weights.checkpoint import save_checkpoint
 
@@ -229,7 +229,7 @@ def test_det_metric_gate_official_weights(tmp_path: Path, official: dict[str, Pa
 
 
 def test_text_system_official_weights(tmp_path: Path, official: dict[str, Path]) -> None:
-    from ocr_core.export.predictors import DetPredictor, RecPredictor, TextSystem
+    from ocr_core.inference.predictors import DetPredictor, RecPredictor, TextSystem
     from ocr_core.weights.checkpoint import load_checkpoint
 
     det_cfg = load_config(ROOT / DET_CONFIGS["ppocrv3_student"])

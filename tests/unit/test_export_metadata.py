@@ -14,7 +14,7 @@ import pytest
 from onnx import TensorProto, helper
 
 from ocr_core.config import load_config
-from ocr_core.export import metadata as md
+from ocr_core.inference import metadata as md
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -93,7 +93,7 @@ def test_validate_names_missing_keys() -> None:
 
 
 def test_predictor_refuses_model_without_metadata(tmp_path: Path) -> None:
-    from ocr_core.export.predictors import DetPredictor, RecPredictor
+    from ocr_core.inference.predictors import DetPredictor, RecPredictor
 
     path = toy_det_model(tmp_path / "plain" / "model.onnx", None)
     with pytest.raises(md.MetadataError) as err:
@@ -105,7 +105,7 @@ def test_predictor_refuses_model_without_metadata(tmp_path: Path) -> None:
 
 
 def test_det_predictor_overrides_and_boxes(tmp_path: Path) -> None:
-    from ocr_core.export.predictors import DetPredictor
+    from ocr_core.inference.predictors import DetPredictor
 
     path = toy_det_model(tmp_path / "toy" / "model.onnx", det_meta())
     det = DetPredictor(path, image_shape=[128, 160], box_thresh=0.5, intra_op_num_threads=1)

@@ -7,8 +7,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from ocr_core.export import metadata as md
 from ocr_core.export import tensorrt_build as trtb
+from ocr_core.inference import metadata as md
 
 
 def det_meta(**resize) -> dict:

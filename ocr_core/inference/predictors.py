@@ -20,7 +20,7 @@ import numpy as np
 from ocr_core.data.transforms.common import NormalizeImage
 from ocr_core.data.transforms.det_resize import det_resize_params, pad_small_image
 from ocr_core.data.transforms.rec_resize import resize_norm_img
-from ocr_core.export import metadata as md
+from ocr_core.inference import metadata as md
 from ocr_core.postprocess.db_postprocess import DBPostProcess
 from ocr_core.postprocess.rec_postprocess import CTCLabelDecode
 
