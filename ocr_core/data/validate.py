@@ -3,7 +3,7 @@
 Every problem is an :class:`Issue` that prints as ``file:line: reason``. :func:`check_line` is
 the per-line check; datasets call it at load time with the cheap options (structure only, no
 geometry, no image reads), and :func:`validate_labels` runs it with everything switched on and
-gathers :class:`DatasetStats`.
+gathers :class:`~ocr_core.data.dataset_stats.DatasetStats`.
 
 Geometry checks (zero-area / self-intersecting polygons, points outside the image) skip
 don't-care boxes (``###``, ``*``): they never contribute to the loss or the metric.
@@ -23,6 +23,7 @@ import numpy as np
 from shapely.geometry import Polygon
 
 from ocr_core.data.charset import format_char_counts, measure_coverage, unknown_chars
+from ocr_core.data.dataset_stats import BOX_BINS, LEN_BINS, SIDE_BINS, DatasetStats, bin_of, ordered_hist
 from ocr_core.data.label_io import (
     DetBox,
     LabelEntry,
@@ -195,92 +196,6 @@ def check_line(
     return result
 
 
-# ------------------------------------------------------------------------------------------------
-# Statistics
-# ------------------------------------------------------------------------------------------------
-
-_BOX_BINS = [(0, 0), (1, 1), (2, 5), (6, 10), (11, 20), (21, 50), (51, None)]
-_SIDE_BINS = [(1, 64), (65, 128), (129, 256), (257, 512), (513, 1024), (1025, 2048), (2049, None)]
-_LEN_BINS = [(0, 0), (1, 5), (6, 10), (11, 15), (16, 25), (26, 50), (51, None)]
-
-
-def _bin_label(lo: int, hi: Optional[int]) -> str:
-    if hi is None:
-        return f"{lo}+"
-    return str(lo) if lo == hi else f"{lo}-{hi}"
-
-
-def _bin(value: int, bins: list[tuple[int, Optional[int]]]) -> str:
-    for lo, hi in bins:
-        if value >= lo and (hi is None or value <= hi):
-            return _bin_label(lo, hi)
-    return _bin_label(*bins[0])
-
-
-def _ordered(hist: Counter[str], bins: list[tuple[int, Optional[int]]]) -> dict[str, int]:
-    return {_bin_label(lo, hi): hist.get(_bin_label(lo, hi), 0) for lo, hi in bins}
-
-
-@dataclass
-class DatasetStats:
-    """Summary of a labelled dataset (good lines only, except ``lines``/``bad_lines``).
-
-    Histograms map a bin label (``"2-5"``, ``"51+"``) to a count; image sizes are binned by
-    the longer side in pixels.
-    """
-
-    mode: str
-    label_files: list[str]
-    lines: int = 0
-    good_lines: int = 0
-    bad_lines: int = 0
-    images: int = 0
-    images_read: int = 0
-    boxes: int = 0
-    ignored_boxes: int = 0
-    boxes_per_image: dict[str, int] = field(default_factory=dict)
-    image_long_side: dict[str, int] = field(default_factory=dict)
-    text_lengths: dict[str, int] = field(default_factory=dict)
-    max_text_length_seen: int = 0
-    charset_size: Optional[int] = None
-    chars_used: Optional[int] = None
-    charset_coverage: Optional[float] = None
-    unknown_chars: dict[str, int] = field(default_factory=dict)
-    errors_by_code: dict[str, int] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), ensure_ascii=False, indent=2)
-
-    def to_text(self) -> str:
-        """A human-readable summary (several lines)."""
-
-        def hist(h: dict[str, int]) -> str:
-            return "  ".join(f"{k}:{v}" for k, v in h.items()) or "-"
-
-        out = [
-            f"mode: {self.mode}   label files: {len(self.label_files)}",
-            f"lines: {self.lines}  good: {self.good_lines}  bad: {self.bad_lines}",
-            f"images referenced: {self.images}  read: {self.images_read}",
-        ]
-        if self.mode == "det":
-            out.append(f"boxes: {self.boxes}  don't care: {self.ignored_boxes}")
-            out.append(f"boxes per image: {hist(self.boxes_per_image)}")
-        out.append(f"image long side (px): {hist(self.image_long_side)}")
-        out.append(f"text length: {hist(self.text_lengths)}  (max {self.max_text_length_seen})")
-        if self.charset_size is not None:
-            out.append(f"charset: {self.chars_used}/{self.charset_size} characters used "
-                       f"({100.0 * (self.charset_coverage or 0.0):.1f}% coverage)")
-            if self.unknown_chars:
-                counts = Counter(self.unknown_chars)
-                out.append(f"unknown characters ({sum(counts.values())}): {format_char_counts(counts, 20)}")
-        if self.errors_by_code:
-            out.append("errors: " + "  ".join(f"{k}:{v}" for k, v in sorted(self.errors_by_code.items())))
-        return "\n".join(out)
-
-
 @dataclass
 class ValidationReport:
     """What :func:`validate_labels` found."""
@@ -370,7 +285,7 @@ def validate_labels(
                     texts.extend(b.transcription for b in res.boxes if not b.ignore)
             for h, w in res.image_sizes:
                 stats.images_read += 1
-                side_hist[_bin(max(h, w), _SIDE_BINS)] += 1
+                side_hist[bin_of(max(h, w), SIDE_BINS)] += 1
             if not res.ok:
                 stats.bad_lines += 1
                 continue
@@ -380,18 +295,18 @@ def validate_labels(
                 boxes = res.boxes or []
                 stats.boxes += len(boxes)
                 stats.ignored_boxes += sum(b.ignore for b in boxes)
-                box_hist[_bin(len(boxes), _BOX_BINS)] += 1
+                box_hist[bin_of(len(boxes), BOX_BINS)] += 1
                 line_texts = [b.transcription for b in boxes if not b.ignore]
             else:
                 line_texts = [res.entry.label]
             for t in line_texts:
-                len_hist[_bin(len(t), _LEN_BINS)] += 1
+                len_hist[bin_of(len(t), LEN_BINS)] += 1
                 stats.max_text_length_seen = max(stats.max_text_length_seen, len(t))
     stats.images = len(seen_images)
     if mode == "det":
-        stats.boxes_per_image = _ordered(box_hist, _BOX_BINS)
-    stats.image_long_side = _ordered(side_hist, _SIDE_BINS) if stats.images_read else {}
-    stats.text_lengths = _ordered(len_hist, _LEN_BINS)
+        stats.boxes_per_image = ordered_hist(box_hist, BOX_BINS)
+    stats.image_long_side = ordered_hist(side_hist, SIDE_BINS) if stats.images_read else {}
+    stats.text_lengths = ordered_hist(len_hist, LEN_BINS)
     if charset is not None:
         # over every parsed line, bad ones included, so unknown characters are all counted
         cov = measure_coverage(texts, charset, lower)

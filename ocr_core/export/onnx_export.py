@@ -60,8 +60,14 @@ class ExportResult:
 
 
 def role_architecture(cfg: dict[str, Any], role: Optional[str]) -> tuple[dict[str, Any], Optional[str]]:
-    """The single-model ``Architecture`` to export: ``Models[role]`` of a distillation config."""
-    arch = copy.deepcopy(cfg["Architecture"])
+    """The single-model ``Architecture`` to export: ``Models[role]`` of a distillation config.
+
+    OpenOCR-style keys are normalized first (on a copy), so an OpenOCR config exports the model it
+    trains (e.g. ``se_gate: torch`` on RepViT's RSEFPN) whether or not the caller validated ``cfg``.
+    """
+    from ocr_core.config.schema import normalize_openocr
+
+    arch = normalize_openocr(copy.deepcopy(cfg))["Architecture"]
     if "Models" not in arch:
         return arch, role
     models = arch["Models"]
