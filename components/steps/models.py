@@ -104,20 +104,20 @@ def export_model(model_type: str, model_uri: str, dataset_uri: str, out_uri: str
                  overrides: Sequence[str] = (), atol: float = 1e-3, metric_tol: float = 0.5) -> Manifest:
     """ONNX export + the parity gate (tensors and the Eval metric, eager vs onnxruntime).
 
-    The export and the gate are ``ocrflow export --check``'s own calls (``export_onnx``, then
-    ``check_parity`` on the model it exported); this step adds the checkpoint download, the staged
-    Eval data and the publication of ``model.onnx`` + ``model.pt`` under ``out_uri``.
+    The export and the gate are ``ocrflow export --check``'s own call (``export_checked``); this step
+    adds the checkpoint download, the staged Eval data and the publication of ``model.onnx`` +
+    ``model.pt`` under ``out_uri``.
     """
-    from ocr_core.export.onnx_export import export_onnx
-    from ocr_core.export.parity import check_parity
+    from ocr_core.export.checked import export_checked
 
     work = scratch("export")
     sync_down(dataset_uri, work / "data", quiet=True)
     ckpt = fetch_checkpoint(model_uri, work / "ckpt")
     cfg = checkpoint_config(ckpt, model_type, work / "data", overrides)
-    res = export_onnx(cfg, work / "out", checkpoint=str(ckpt))
-    rep = check_parity(cfg, res.onnx_path, exported=res.exported, out_dir=work / "out", atol=atol,
-                       metric_tol=metric_tol)  # raises ParityError
+    checked = export_checked(cfg, work / "out", checkpoint=str(ckpt), atol=atol,
+                             metric_tol=metric_tol)  # raises ParityError
+    res, rep = checked.result, checked.parity
+    assert rep is not None
     shutil.copy2(ckpt, work / "out" / "model.pt")
     parity = {"max_abs": float(rep.max_abs), "metric": rep.metric_name, "eager": rep.eager_metric,
               "onnx": rep.onnx_metric, "passed": rep.passed}

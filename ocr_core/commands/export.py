@@ -35,20 +35,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ocr_core.export.onnx_export import export_onnx
+    from ocr_core.export.checked import export_checked
 
     cfg = config_from_args(args)
     out = Path(args.out or (cfg.get("Global") or {}).get("save_inference_dir") or "inference")
-    result = export_onnx(cfg, out, role=args.role, opset=args.opset)
+    checked = export_checked(cfg, out, role=args.role, opset=args.opset, check=args.check,
+                             with_metric=not args.no_metric)
+    result = checked.result
     summary: dict = {"onnx": str(result.onnx_path), "config": str(result.config_path),
                      "model_type": result.exported.model_type, "role": result.exported.role,
                      "ops": result.op_counts}
-    if args.check:
-        from ocr_core.export.parity import check_parity
-
-        report = check_parity(cfg, result.onnx_path, exported=result.exported, out_dir=out,
-                              with_metric=not args.no_metric)
-        summary["parity"] = report.to_dict()
+    if checked.parity is not None:
+        summary["parity"] = checked.parity.to_dict()
     if args.format == "tensorrt":
         from ocr_core.export.tensorrt_build import EXIT_NO_TENSORRT, TensorRTUnavailable, build_from_onnx
 
