@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ocr_core.build import create_model
+from ocr_core.config.plain import ROLE_ONLY_KEYS, plain_config
 from ocr_core.weights.checkpoint import (
     CheckpointError,
     file_sha256,
@@ -35,20 +36,6 @@ from ocr_core.weights.checkpoint import (
 log = logging.getLogger("ocrflow")
 
 __all__ = ["ExtractResult", "extract_role", "plain_config", "role_metrics"]
-
-# keys a DistillationModel role may carry that mean nothing to a plain model
-ROLE_ONLY_KEYS = ("pretrained", "freeze_params")
-# Distillation* section -> plain section, with the keys that carry over
-_PLAIN_LOSS = {
-    "DistillationDBLoss": ("DBLoss", ("balance_loss", "main_loss_type", "alpha", "beta", "ohem_ratio", "eps")),
-}
-_PLAIN_POSTPROCESS = {
-    "DistillationDBPostProcess": ("DBPostProcess", ("thresh", "box_thresh", "max_candidates", "unclip_ratio",
-                                                    "use_dilation", "score_mode", "box_type")),
-}
-_DEFAULT_LOSS = {"det": {"name": "DBLoss", "balance_loss": True, "main_loss_type": "DiceLoss", "alpha": 5,
-                         "beta": 10, "ohem_ratio": 3}}
-
 
 @dataclass
 class ExtractResult:
@@ -111,58 +98,6 @@ def role_metrics(best: dict[str, Any], role: str, roles: list[str], key_role: st
         own = {k[len(role) + 1:]: v for k, v in best.items() if k.startswith(f"{role}_")}
     own = {k: v for k, v in own.items() if not k.startswith("best_")}
     return {**own, **shared} if own else {}
-
-
-def _plain_section(section: Any, table: dict[str, tuple[str, tuple[str, ...]]]) -> Any:
-    """Map a ``Distillation*`` section (or the first mappable entry of a CombinedLoss) to its plain form."""
-    if not isinstance(section, dict):
-        return section
-    name = section.get("name")
-    if name in table:
-        plain, keys = table[name]
-        return {"name": plain, **{k: section[k] for k in keys if k in section}}
-    if name == "CombinedLoss":
-        for entry in section.get("loss_config_list") or []:
-            (sub_name, params), = entry.items()
-            if sub_name in table:
-                return _plain_section({**(params or {}), "name": sub_name}, table)
-        return None
-    return section
-
-
-def plain_config(cfg: dict[str, Any], role: str, role_arch: dict[str, Any]) -> dict[str, Any]:
-    """Rewrite a distillation config to the plain model of ``role`` (a plain config is kept as is).
-
-    ``Architecture`` becomes ``role_arch``; ``Loss``, ``PostProcess`` and ``Metric`` their
-    non-distilled forms with the same parameters; ``Global.pretrained_model``/``checkpoints``
-    are cleared (they pointed at distillation weights).
-    """
-    out = copy.deepcopy(cfg)
-    out["Architecture"] = copy.deepcopy(role_arch)
-    model_type = role_arch.get("model_type", "det")
-    loss = _plain_section(out.get("Loss"), _PLAIN_LOSS)
-    if loss is None or (isinstance(loss, dict) and str(loss.get("name", "")).startswith(("Distillation",
-                                                                                           "Combined"))):
-        loss = copy.deepcopy(_DEFAULT_LOSS.get(model_type))
-        if loss is None:
-            log.warning("no plain loss known for %s; the extracted config has no Loss", cfg.get("Loss"))
-    out["Loss"] = loss
-    post = _plain_section(out.get("PostProcess"), _PLAIN_POSTPROCESS)
-    if isinstance(post, dict) and str(post.get("name", "")).startswith("Distillation"):
-        log.warning("no plain post-process known for %s; dropped", post.get("name"))
-        post = None
-    out["PostProcess"] = post
-    metric = out.get("Metric")
-    if isinstance(metric, dict) and metric.get("name") == "DistillationMetric":
-        base = metric.get("base_metric_name") or "RecMetric"
-        out["Metric"] = {"name": base, **({"main_indicator": metric["main_indicator"]}
-                                          if metric.get("main_indicator") else {})}
-    glob = out.setdefault("Global", {})
-    glob["pretrained_model"] = None
-    glob["checkpoints"] = None
-    for key in [k for k in glob if str(k).startswith("_")]:
-        glob.pop(key)
-    return {k: v for k, v in out.items() if v is not None}
 
 
 def extract_role(src: str | os.PathLike[str], role: str, out: str | os.PathLike[str],

@@ -10,7 +10,6 @@ settings are embedded as ``metadata_props`` (see :mod:`ocr_core.inference.metada
 
 from __future__ import annotations
 
-import copy
 import io
 import logging
 import warnings
@@ -25,6 +24,7 @@ from onnx import numpy_helper
 from torch import nn
 
 from ocr_core.config import config_hash, dump_config
+from ocr_core.config.plain import plain_config, role_architecture
 from ocr_core.errors import ConfigError
 from ocr_core.inference import metadata as md
 
@@ -57,50 +57,6 @@ class ExportResult:
     metadata: dict[str, Any]
     exported: ExportedModel
     op_counts: dict[str, int] = field(default_factory=dict)
-
-
-def role_architecture(cfg: dict[str, Any], role: Optional[str]) -> tuple[dict[str, Any], Optional[str]]:
-    """The single-model ``Architecture`` to export: ``Models[role]`` of a distillation config.
-
-    OpenOCR-style keys are normalized first (on a copy), so an OpenOCR config exports the model it
-    trains (e.g. ``se_gate: torch`` on RepViT's RSEFPN) whether or not the caller validated ``cfg``.
-    """
-    from ocr_core.config.schema import normalize_openocr
-
-    arch = normalize_openocr(copy.deepcopy(cfg))["Architecture"]
-    if "Models" not in arch:
-        return arch, role
-    models = arch["Models"]
-    if role is None:
-        if "Student" not in models:
-            raise ConfigError(f"a DistillationModel export needs --role (one of {', '.join(models)})",
-                              "Architecture.Models")
-        role = "Student"
-    if role not in models:
-        raise ConfigError(f"unknown role {role!r}; roles: {', '.join(models)}", "Architecture.Models")
-    sub = dict(models[role])
-    sub.pop("pretrained", None)
-    sub.pop("freeze_params", None)
-    for key in ("model_type", "algorithm"):
-        if not sub.get(key) and arch.get(key):
-            sub[key] = arch[key]
-    return sub, role
-
-
-def plain_config(cfg: dict[str, Any], role: Optional[str] = None) -> dict[str, Any]:
-    """``cfg`` with a single-model Architecture (the role) and non-distillation PostProcess/Metric."""
-    out = copy.deepcopy(cfg)
-    out["Architecture"], _ = role_architecture(cfg, role)
-    pp = out.get("PostProcess") or {}
-    if str(pp.get("name", "")).startswith("Distillation"):
-        pp = {k: v for k, v in pp.items() if k not in ("model_name", "key", "multi_head")}
-        pp["name"] = pp["name"][len("Distillation"):]
-        out["PostProcess"] = pp
-    metric = out.get("Metric") or {}
-    if metric.get("name") == "DistillationMetric":
-        out["Metric"] = {k: v for k, v in metric.items() if k not in ("base_metric_name", "key", "name")}
-        out["Metric"]["name"] = metric.get("base_metric_name") or "DetMetric"
-    return out
 
 
 def _strip_role(state: dict[str, torch.Tensor], role: Optional[str]) -> dict[str, torch.Tensor]:
