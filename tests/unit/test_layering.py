@@ -91,3 +91,82 @@ def test_ocr_core_never_imports_components_pipelines_kfp_or_kubernetes_at_any_de
                  for line, module in sorted(imported_modules(ast.parse(path.read_text(encoding="utf-8"), str(path))))
                  if module.split(".")[0] in ABOVE_OCR_CORE]
     assert not offenders, "ocr_core must not depend on the layers above it:\n" + "\n".join(offenders)
+
+
+# --- inside ocr_core: packages form a DAG, files stay readable --------------------------------------
+def _unit(module: str) -> str:
+    """``ocr_core.engine.run`` -> ``engine``; ``ocr_core.build`` -> ``build`` (a top-level module)."""
+    return module.split(".")[1]
+
+
+def package_graph() -> dict[str, dict[str, list[str]]]:
+    """``{package: {imported package: ["file:line", ...]}}`` over every import in ocr_core (any depth)."""
+    graph: dict[str, dict[str, list[str]]] = {}
+    for path in sorted((ROOT / "ocr_core").rglob("*.py")):
+        src = path.relative_to(ROOT / "ocr_core").parts[0].removesuffix(".py")
+        if src == "__init__":  # the package's own __init__ (version only) is not a layer
+            continue
+        graph.setdefault(src, {})
+        for line, module in imported_modules(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+            if module.startswith("ocr_core.") and _unit(module) != src:
+                graph[src].setdefault(_unit(module), []).append(f"{path.relative_to(ROOT)}:{line}")
+    return graph
+
+
+def find_cycle(graph: dict[str, dict[str, list[str]]]) -> list[str]:
+    """One cycle ``[a, b, ..., a]`` of the graph, or ``[]`` (iterative depth-first search)."""
+    state: dict[str, int] = {}  # 1 on the current path, 2 finished
+    for start in graph:
+        if state.get(start):
+            continue
+        path, stack = [start], [iter(sorted(graph.get(start, {})))]
+        state[start] = 1
+        while stack:
+            nxt = next(stack[-1], None)
+            if nxt is None:
+                state[path.pop()] = 2
+                stack.pop()
+            elif state.get(nxt) == 1:
+                return path[path.index(nxt):] + [nxt]
+            elif not state.get(nxt):
+                state[nxt] = 1
+                path.append(nxt)
+                stack.append(iter(sorted(graph.get(nxt, {}))))
+    return []
+
+
+def test_the_cycle_finder_finds_cycles() -> None:
+    assert find_cycle({"a": {"b": []}, "b": {"c": []}, "c": {}}) == []
+    assert find_cycle({"a": {"b": []}, "b": {"c": []}, "c": {"a": []}}) == ["a", "b", "c", "a"]
+    assert find_cycle({"x": {}, "a": {"b": []}, "b": {"b2": [], "a": []}, "b2": {}}) == ["a", "b", "a"]
+
+
+def test_no_import_cycle_between_ocr_core_packages() -> None:
+    graph = package_graph()
+    assert {"config", "data", "engine", "export", "inference", "weights", "build"} <= set(graph)
+    cycle = find_cycle(graph)
+    where = [f"{a} -> {b}: {', '.join(graph[a][b][:3])}" for a, b in zip(cycle, cycle[1:])]
+    assert not cycle, "import cycle between ocr_core packages:\n" + "\n".join(where)
+
+
+def test_docs_list_the_package_order_the_code_follows() -> None:
+    """docs/DEVELOPING.md lists ocr_core's packages lowest first; each imports only those before it."""
+    text = (ROOT / "docs" / "DEVELOPING.md").read_text(encoding="utf-8")
+    block = text.split("<!-- package-order -->")[1]
+    order = re.findall(r"^\d+\. `([a-z_]+)`", block, flags=re.M)
+    graph = package_graph()
+    assert sorted(order) == sorted(graph), "DEVELOPING.md's package list differs from ocr_core's packages"
+    rank = {name: i for i, name in enumerate(order)}
+    wrong = [f"{a} imports {b} ({graph[a][b][0]})" for a in graph for b in graph[a] if rank[b] >= rank[a]]
+    assert not wrong, "a package imports one listed after it in DEVELOPING.md:\n" + "\n".join(wrong)
+
+
+MAX_LINES = 400
+
+
+def test_every_library_file_is_at_most_400_lines() -> None:
+    files = [p for layer in ("ocr_core", "components", "pipelines") for p in (ROOT / layer).rglob("*.py")]
+    assert len(files) > 100
+    long = sorted(f"{p.relative_to(ROOT)}: {n} lines" for p in files
+                  if (n := len(p.read_text(encoding="utf-8").splitlines())) > MAX_LINES)
+    assert not long, f"split these files (at most {MAX_LINES} lines each):\n" + "\n".join(long)
