@@ -165,24 +165,81 @@ def launch_training_step(config: str, overrides: Sequence[str], plan: StagePlan,
 
 
 # ---------------------------------------------------------------------------- the worker side
-class _Uploader(threading.Thread):
-    """Rank 0: copy ``latest.pt`` to the run prefix whenever it changes (resume after a kill)."""
+class CheckpointUploader(threading.Thread):
+    """Rank 0: copy ``latest.pt`` to the run prefix each time the engine saves it (resume after a kill).
 
-    def __init__(self, save_dir: Path, out_uri: str, every_s: float = 10.0) -> None:
+    The engine's ``TrainHooks.after_save`` wakes this thread (:meth:`hooks`); the upload runs in the
+    background so training does not wait for the object store, and a save that lands during an
+    upload is uploaded right after it (only the newest matters). :meth:`close` uploads what is
+    still pending and stops the thread.
+    """
+
+    def __init__(self, save_dir: Path, out_uri: str) -> None:
         super().__init__(daemon=True)
-        self.save_dir, self.out_uri, self.every_s = save_dir, out_uri, every_s
-        self.stop = threading.Event()
+        self.save_dir, self.out_uri = save_dir, out_uri
+        self.wake = threading.Event()
+        self.closing = threading.Event()
+        self.dirty = False  # a save happened since the last upload started
+        self.uploads = 0
+
+    def hooks(self) -> TrainHooks:
+        from ocr_core.engine.run import TrainHooks
+
+        def after_save(run: Any, name: str, path: Path | None) -> None:
+            if name == "latest" and path is not None:
+                self.dirty = True
+                self.wake.set()
+
+        return TrainHooks(after_save=after_save)
 
     def run(self) -> None:
-        seen = 0.0
-        while not self.stop.wait(self.every_s):
-            p = self.save_dir / "latest.pt"
-            try:
-                if p.is_file() and p.stat().st_mtime > seen:
-                    seen = p.stat().st_mtime
-                    open_store(self.out_uri).put_file(p, join_uri(self.out_uri, "latest.pt"))
-            except Exception as exc:  # noqa: BLE001 - a failed interim upload must not kill training
-                log.warning("interim checkpoint upload failed: %s", exc)
+        while True:
+            self.wake.wait()
+            self.wake.clear()
+            if self.dirty:
+                self.dirty = False
+                self._upload()
+            if self.closing.is_set():
+                return
+
+    def _upload(self) -> None:
+        p = self.save_dir / "latest.pt"
+        try:
+            if p.is_file():
+                open_store(self.out_uri).put_file(p, join_uri(self.out_uri, "latest.pt"))
+                self.uploads += 1
+        except Exception as exc:  # noqa: BLE001 - a failed interim upload must not kill training
+            log.warning("interim checkpoint upload failed: %s", exc)
+
+    def close(self) -> None:
+        """Upload a save still pending, then stop the thread."""
+        self.closing.set()
+        self.wake.set()
+        self.join(timeout=600)
+
+
+def combine_hooks(*hooks: TrainHooks | None) -> TrainHooks | None:
+    """One ``TrainHooks`` calling each given one's callbacks in order (``after_step``: any True stops)."""
+    from ocr_core.engine.run import TrainHooks
+
+    given = [h for h in hooks if h is not None]
+    if len(given) <= 1:
+        return given[0] if given else None
+
+    def after_step(run: Any, state: Any) -> bool:
+        return any([bool(h.after_step(run, state)) for h in given if h.after_step])
+
+    def after_eval(run: Any, metrics: dict[str, float]) -> None:
+        for h in given:
+            if h.after_eval:
+                h.after_eval(run, metrics)
+
+    def after_save(run: Any, name: str, path: Path | None) -> None:
+        for h in given:
+            if h.after_save:
+                h.after_save(run, name, path)
+
+    return TrainHooks(after_step=after_step, after_eval=after_eval, after_save=after_save)
 
 
 FAULT_ENV = "OCRFLOW_FAULT_KILL_AFTER_EPOCH"
@@ -273,10 +330,11 @@ def worker_main(argv: Sequence[str]) -> int:
         resume = work / "resume" / "latest.pt"
         store.get_file(join_uri(args.out_uri, "latest.pt"), resume)
         print(f"[rank {rank}] resuming from {args.out_uri}/latest.pt", flush=True)
-    hooks = _install_fault(os.environ[FAULT_ENV], rank, save_dir, args.out_uri) if os.environ.get(FAULT_ENV) else None
-    uploader = _Uploader(save_dir, args.out_uri) if rank == 0 else None
+    fault = _install_fault(os.environ[FAULT_ENV], rank, save_dir, args.out_uri) if os.environ.get(FAULT_ENV) else None
+    uploader = CheckpointUploader(save_dir, args.out_uri) if rank == 0 else None
     if uploader:
         uploader.start()
+    hooks = combine_hooks(uploader.hooks() if uploader else None, fault)
     t0 = time.time()
     try:
         result = train(training_config(args.train.config, args.train.opt, plan, staged, save_dir, resume), hooks=hooks)
@@ -288,7 +346,7 @@ def worker_main(argv: Sequence[str]) -> int:
         return 130
     finally:
         if uploader:
-            uploader.stop.set()
+            uploader.close()
     (work / "summary.json").write_text(json.dumps(result, indent=2, default=str))
     if rank == 0:
         summary: dict[str, Any] = json.loads((work / "summary.json").read_text())

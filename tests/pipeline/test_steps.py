@@ -245,3 +245,40 @@ def test_evaluate_models_puts_foreign_rec_configs_on_the_staged_lmdb(store: tupl
     results = M.evaluate_models("rec", lm.prefix, {"off_the_shelf": ots.prefix})
     assert set(results["off_the_shelf"]) >= {"acc", "norm_edit_dis"}
     assert 0.0 <= results["off_the_shelf"]["acc"] <= 1.0
+
+
+def test_checkpoint_uploader_follows_the_engines_saves(tmp_path: Path) -> None:
+    """The worker's interim upload is driven by TrainHooks.after_save (no polling): each ``latest``
+    save is uploaded, other saves and other ranks' calls are not, and close() flushes a pending one."""
+    save_dir, out = tmp_path / "out", tmp_path / "store" / "run"
+    save_dir.mkdir()
+    up = T.CheckpointUploader(save_dir, str(out))
+    hooks = T.combine_hooks(up.hooks(), None)
+    assert hooks is not None and hooks.after_save is not None
+    up.start()
+    (save_dir / "latest.pt").write_bytes(b"epoch 1")
+    hooks.after_save(None, "latest", save_dir / "latest.pt")
+    hooks.after_save(None, "best_accuracy", save_dir / "best_accuracy.pt")  # not uploaded
+    hooks.after_save(None, "latest", None)  # a rank other than 0 saved nothing
+    (save_dir / "latest.pt").write_bytes(b"epoch 2")
+    hooks.after_save(None, "latest", save_dir / "latest.pt")
+    up.close()
+    assert not up.is_alive()
+    assert (out / "latest.pt").read_bytes() == b"epoch 2"
+    assert 1 <= up.uploads <= 2 and not (out / "best_accuracy.pt").exists()
+
+
+def test_combine_hooks_calls_each_in_order() -> None:
+    from ocr_core.engine.run import TrainHooks
+
+    calls: list[str] = []
+    a = TrainHooks(after_step=lambda r, s: calls.append("a-step") or False,
+                   after_save=lambda r, n, p: calls.append(f"a-{n}"))
+    b = TrainHooks(after_step=lambda r, s: calls.append("b-step") or True, after_eval=lambda r, m: calls.append("b-eval"))
+    both = T.combine_hooks(a, None, b)
+    assert both is not None and both.after_step and both.after_eval and both.after_save
+    assert both.after_step(None, None) is True
+    both.after_eval(None, {})
+    both.after_save(None, "latest", None)
+    assert calls == ["a-step", "b-step", "b-eval", "a-latest"]
+    assert T.combine_hooks(None, a) is a and T.combine_hooks() is None
