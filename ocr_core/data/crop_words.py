@@ -2,7 +2,7 @@
 
 ``crop_words`` turns ``gt_<image>.txt`` files + images into ``word_<n>.png`` crops and one ICDAR
 rec ``gt.txt``; ``split_icdar`` writes the raw layout the pipeline ingests (``det/<split>/images``,
-``det/<split>/gt``, ``rec/<split>``; see ``components/_steps.py``) plus ``split.json``.
+``det/<split>/gt``, ``rec/<split>``; see ``components.steps.data.ingest``) plus ``split.json``.
 
 Crop convention (PaddleOCR's ``get_rotate_crop_image``): the quad is re-ordered clockwise starting
 at the corner whose outgoing edge points most nearly to +x (so any gt point order gives the same
