@@ -36,3 +36,13 @@ class ConfigError(OCRFlowError):
 
 class DataError(OCRFlowError):
     """A label file or image is malformed; the message names ``file:line``."""
+
+
+class Preempted(OCRFlowError):
+    """Training stopped on SIGTERM (eviction, preemption) after saving ``latest``; retry to resume.
+
+    ``EXIT_CODE`` (143 = 128 + SIGTERM) is in the range the training operator's ``ExitCode``
+    restart policy treats as retryable (128-255).
+    """
+
+    EXIT_CODE = 143

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from components.steps.common import config_digest, content_key, layered_config, log, resolve_config, scratch
 from components.steps.data import data_settings
-from ocr_core.errors import ConfigError, OCRFlowError
+from ocr_core.errors import ConfigError, OCRFlowError, Preempted
 from ocr_core.storage.client import open_store
 from ocr_core.storage.manifest import Manifest, is_published, read_manifest, sync_down, sync_up
 from ocr_core.storage.uri import join_uri
@@ -312,7 +312,8 @@ def worker_main(argv: Sequence[str]) -> int:
     """One rank: stage in, build the config, (resume,) train through the engine's Python API, upload (rank 0).
 
     Exit codes as ``ocrflow train``: 0, 2 on a config or data error (one line naming the key), 130
-    when interrupted.
+    when interrupted, 143 after SIGTERM once ``latest.pt`` is saved and uploaded (retryable under the
+    PyTorchJob's ``ExitCode`` restart policy; the next attempt resumes it, mid-epoch included).
     """
     from ocr_core.engine.run import train
 
@@ -338,6 +339,9 @@ def worker_main(argv: Sequence[str]) -> int:
     t0 = time.time()
     try:
         result = train(training_config(args.train.config, args.train.opt, plan, staged, save_dir, resume), hooks=hooks)
+    except Preempted as exc:  # latest.pt is saved (uploaded by close() below): the retry resumes it
+        print(f"[rank {rank}] ocrflow train: preempted: {exc}", file=sys.stderr)
+        return Preempted.EXIT_CODE
     except OCRFlowError as exc:
         print(f"ocrflow train: error: {exc}", file=sys.stderr)
         return 2

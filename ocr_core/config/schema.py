@@ -65,6 +65,8 @@ class GlobalConfig:
     # stop at the first step boundary after this much training wall time (budgeted runs); the run then
     # evaluates and saves as at its end. All ranks stop at the same step.
     max_train_seconds: float | None = None
+    # also save `latest` every N optimizer steps (mid-epoch; resumed exactly). SIGTERM saves it too.
+    save_step_interval: int | None = None
     metrics_port: int | None = None  # /metrics port (env OCRFLOW_METRICS_PORT); None = off
     eval_visualize: int = 8  # det/rec eval pictures kept per evaluation in <save_model_dir>/eval_vis; 0 = off
     model_name: str | None = None

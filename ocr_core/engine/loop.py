@@ -86,6 +86,7 @@ class StepState:
     epoch: int = 1
     global_step: int = 0
     best_metric: dict[str, float] = field(default_factory=dict)
+    batches_in_epoch: int = 0  # micro-batches consumed in the current epoch (mid-epoch checkpoints)
 
 
 @dataclass(frozen=True)
@@ -131,12 +132,17 @@ def train_one_epoch(
     scaler: torch.amp.GradScaler | None = None,
     after_step: Callable[[StepState, dict[str, float]], bool] | None = None,
     metrics_sink: Callable[[dict[str, float]], None] | None = None,
+    skip_batches: int = 0,
+    after_skip: Callable[[], None] | None = None,
 ) -> dict[str, float]:
     """Run one epoch of training; returns the epoch's average loss terms and throughput.
 
     ``after_step(state, logs)`` runs after every optimizer step (evaluation schedule,
     checkpoints); returning True stops the epoch early (as ``settings.max_steps`` does).
-    ``metrics_sink`` receives each step's scalars (Prometheus / curves).
+    ``metrics_sink`` receives each step's scalars (Prometheus / curves). ``skip_batches`` (a
+    mid-epoch resume) draws and discards the epoch's first batches, so the loader's order and
+    augmentation streams continue exactly where the interrupted run left them; ``after_skip``
+    runs once they are drawn (the engine restores the step's RNG state there).
     """
     s = settings
     device, model_type, epoch_num, print_batch_step = s.device, s.model_type, s.epoch_num, s.print_batch_step
@@ -163,7 +169,15 @@ def train_one_epoch(
     micro = 0
     step_scalars: dict[str, float] = defaultdict(float)
     step_samples = 0
-    for index, batch in enumerate(loader):
+    batches = iter(loader)
+    for _ in range(skip_batches):
+        if next(batches, None) is None:
+            break
+    if after_skip is not None:
+        after_skip()
+    state.batches_in_epoch = skip_batches
+    t_end = time.perf_counter()
+    for index, batch in enumerate(batches, start=skip_batches):
         t_data = time.perf_counter()
         reader_cost += t_data - t_end
         if micro == 0:
@@ -172,6 +186,7 @@ def train_one_epoch(
             step_samples = 0
         micro += 1
         last_micro = micro == accum or (steps_per_epoch and index + 1 == steps_per_epoch)
+        state.batches_in_epoch = index + 1
         batch = to_device(batch, device, channels_last)
         step_samples += int(batch[0].shape[0])
         # DDP: only the last micro-batch of an accumulation group all-reduces gradients

@@ -50,19 +50,30 @@ def checkpoint_payload(run: Run, best: dict[str, float] | None = None) -> dict[s
     }
 
 
-def save(run: Run, name: str, best: dict[str, float] | None = None) -> Path | None:
+def save(run: Run, name: str, best: dict[str, float] | None = None, mid_epoch: bool = False) -> Path | None:
     """Save ``name`` and return its path (rank 0 writes; every rank must call it).
 
     Under DDP every rank's RNG state is gathered into ``rng_per_rank``: each rank draws its own
-    augmentation stream, and an exact resume needs all of them.
+    augmentation stream, and an exact resume needs all of them. ``mid_epoch`` (a step checkpoint)
+    records ``epoch`` as the last finished epoch plus ``epoch_progress``: the epoch in progress, the
+    micro-batches each rank consumed of it, the world size and every rank's RNG at the epoch's start
+    (a resume replays the epoch's first batches from there, then restores the step's RNG).
     """
     rngs = all_gather_object(ckpt_mod.rng_state()) if run.dist.enabled else None
+    starts = None
+    if mid_epoch:
+        start = run.epoch_start_rng or ckpt_mod.rng_state()
+        starts = all_gather_object(start) if run.dist.enabled else [start]
     if not run.dist.is_main:
         return None
     t0 = time.perf_counter()
     payload = checkpoint_payload(run, best)
     if rngs is not None:
         payload["rng_per_rank"] = rngs
+    if mid_epoch:
+        payload["epoch"] = run.state.epoch - 1
+        payload["epoch_progress"] = {"epoch": run.state.epoch, "batches": run.state.batches_in_epoch,
+                                     "world_size": run.dist.world_size, "rng_epoch_start": starts}
     path = ckpt_mod.save_checkpoint(run.save_dir / name, payload)
     log.info("saved %s (%.2fs)", path, time.perf_counter() - t0)
     if run.telemetry is not None:
@@ -176,8 +187,13 @@ def load_for_run(run: Run) -> None:
         run.state.global_step = int(ck.get("global_step", 0))
         run.state.best_metric = dict(ck.get("best_metric") or {})
         _restore_rng(run, ck, g.checkpoints)
-        log.info("resumed from %s: next epoch %d, global_step %d, best %s", g.checkpoints,
-                 run.state.epoch, run.state.global_step, run.state.best_metric)
+        progress = ck.get("epoch_progress")
+        if progress:
+            run.resume_progress = _resume_position(run, progress, g.checkpoints)
+        where = (f"epoch {run.state.epoch} after its first {run.resume_progress['batches']} batches"
+                 if run.resume_progress else f"next epoch {run.state.epoch}")
+        log.info("resumed from %s: %s, global_step %d, best %s", g.checkpoints, where,
+                 run.state.global_step, run.state.best_metric)
     elif g.pretrained_model:
         ck = ckpt_mod.load_checkpoint(g.pretrained_model, map_location=run.dist.device)
         ck["model"] = ckpt_mod.to_model_keys(ck["model"], model)
@@ -201,3 +217,27 @@ def _restore_rng(run: Run, ck: dict[str, Any], source: str) -> None:
         saved = len(per_rank) if per_rank else 1
         log.warning("%s was saved by %d rank(s), this run has %d: augmentation RNG streams restart from "
                     "seed + rank (weights, optimizer and schedule are restored exactly)", source, saved, world)
+
+
+def _resume_position(run: Run, progress: dict[str, Any], source: str) -> dict[str, Any]:
+    """Where a mid-epoch checkpoint resumes: its epoch, the batches to replay, this rank's epoch-start RNG.
+
+    Same world size: exact (the replayed batches are the ones the interrupted run drew). Another
+    world size (an elastic job that lost or gained workers): the samples already seen stay seen,
+    ``batches x old_world / new_world`` per rank, and the augmentation streams restart from the
+    epoch start of this rank's fresh seed; not bit-identical, but no sample is trained twice.
+    """
+    old_world = int(progress.get("world_size") or 1)
+    world = run.dist.world_size
+    batches = int(progress.get("batches") or 0)
+    starts = progress.get("rng_epoch_start") or []
+    out: dict[str, Any] = {"epoch": int(progress["epoch"]), "batches": batches, "rng_epoch_start": None}
+    if old_world == world and len(starts) == world:
+        out["rng_epoch_start"] = starts[run.dist.rank]
+    else:
+        out["batches"] = (batches * old_world) // max(1, world)
+        log.warning("%s was saved mid-epoch by %d rank(s), this run has %d: skipping %d batches per rank "
+                    "(the samples already trained on); augmentation streams restart", source, old_world,
+                    world, out["batches"])
+    run.state.epoch = out["epoch"]
+    return out

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import logging
 import random
+import signal
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,7 +33,7 @@ from ocr_core.engine.distributed import DistInfo, all_reduce_sum, barrier, clean
 from ocr_core.engine.loop import StepSettings, StepState, evaluate, train_one_epoch
 from ocr_core.engine.optim import build_optimizer
 from ocr_core.engine.resume import adapt_pretrained_state, load_for_run, save
-from ocr_core.errors import ConfigError
+from ocr_core.errors import ConfigError, Preempted
 from ocr_core.observability.logging import setup_logger
 from ocr_core.observability.metrics import TrainingMetrics
 from ocr_core.observability.visualize import make_eval_visualizer
@@ -93,6 +95,9 @@ class Run:
     history: list[dict[str, Any]] = field(default_factory=list)
     telemetry: TrainingMetrics | None = None  # Prometheus metrics + curves/report record (training)
     hooks: TrainHooks = field(default_factory=TrainHooks)
+    epoch_start_rng: dict[str, Any] | None = None  # this rank's RNG as the current epoch began
+    resume_progress: dict[str, Any] | None = None  # a mid-epoch checkpoint's position (resume.py)
+    preempted: bool = False  # SIGTERM seen: stop at the next step boundary, save, exit 143
 
 
 def prepare(cfg: dict[str, Any], mode: str = "train") -> Run:
@@ -141,9 +146,9 @@ def _eval_due(g: GlobalConfig, step: int) -> bool:
     return every > 0 and step > start and (step - start) % every == 0
 
 
-def _save(run: Run, name: str, best: dict[str, float] | None = None) -> Path | None:
+def _save(run: Run, name: str, best: dict[str, float] | None = None, mid_epoch: bool = False) -> Path | None:
     """:func:`ocr_core.engine.resume.save`, then the ``after_save`` hook."""
-    path = save(run, name, best)
+    path = save(run, name, best, mid_epoch=mid_epoch)
     if run.hooks.after_save is not None:
         run.hooks.after_save(run, name, path)
     return path
@@ -192,12 +197,32 @@ def train(cfg: dict[str, Any], hooks: TrainHooks | None = None) -> dict[str, Any
     run = prepare(cfg, "train")
     if hooks is not None:
         run.hooks = hooks
+    restore = _on_sigterm(run)
     try:
         return _train(run)
     finally:
+        restore()
         if run.telemetry is not None:
             run.telemetry.close()
         cleanup()
+
+
+def _on_sigterm(run: Run) -> Callable[[], None]:
+    """SIGTERM (Kubernetes eviction / preemption) asks the run to stop at the next step boundary.
+
+    Returns the function that puts the previous handler back. A no-op off the main thread (signal
+    handlers can only be set there).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def handler(signum: int, frame: Any) -> None:
+        if not run.preempted:
+            log.warning("SIGTERM: stopping at the next step boundary; saving latest")
+        run.preempted = True
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    return lambda: signal.signal(signal.SIGTERM, previous)
 
 
 def _train(run: Run) -> dict[str, Any]:
@@ -230,12 +255,21 @@ def _train(run: Run) -> dict[str, Any]:
     last_eval_step = -1
     stop = False
     out_of_time = _time_budget(g.max_train_seconds, run.dist)
+    if g.save_step_interval is not None and g.save_step_interval < 1:
+        raise ConfigError(f"must be >= 1 (or unset), got {g.save_step_interval}", "Global.save_step_interval")
 
     def after_step(state: StepState, logs: dict[str, float]) -> bool:
         nonlocal last_eval_step, stop
         if run.eval_loader is not None and _eval_due(g, state.global_step):
             run_eval_and_track(run)
             last_eval_step = state.global_step
+        if _agreed(run, run.preempted):
+            _save(run, "latest", mid_epoch=True)
+            barrier()
+            raise Preempted(f"SIGTERM at epoch {state.epoch}, global_step {state.global_step}: saved "
+                            f"{run.save_dir / 'latest.pt'}; run again with Global.checkpoints=<it> to resume")
+        if g.save_step_interval and state.global_step % g.save_step_interval == 0:
+            _save(run, "latest", mid_epoch=True)
         if out_of_time():
             stop = True
         if run.hooks.after_step is not None and run.hooks.after_step(run, state):
@@ -250,9 +284,11 @@ def _train(run: Run) -> dict[str, Any]:
         if hasattr(run.train_dataset, "set_epoch"):
             run.train_dataset.set_epoch(epoch)
         set_loader_epoch(run.train_loader, epoch)
+        skip, after_skip = _resume_replay(run, epoch)
+        run.epoch_start_rng = ckpt_mod.rng_state()
         epoch_logs = train_one_epoch(run.model, run.train_loader, run.loss_fn, run.optimizer, run.scheduler,
                                      run.state, settings, scaler=run.scaler, after_step=after_step,
-                                     metrics_sink=run.telemetry.on_step)
+                                     metrics_sink=run.telemetry.on_step, skip_batches=skip, after_skip=after_skip)
         run.telemetry.on_epoch_end(epoch_logs)
         stop = stop or (g.max_steps is not None and run.state.global_step >= g.max_steps)
         if run.eval_loader is not None and g.eval_batch_epoch and epoch % g.eval_batch_epoch == 0 \
@@ -273,6 +309,31 @@ def _train(run: Run) -> dict[str, Any]:
     log.info("done: global_step %d, best %s", run.state.global_step, run.state.best_metric)
     return {"global_step": run.state.global_step, "epoch": run.state.epoch, "best_metric": run.state.best_metric,
             "last_epoch": epoch_logs, "history": run.history, "save_dir": str(run.save_dir)}
+
+
+def _resume_replay(run: Run, epoch: int) -> tuple[int, Callable[[], None] | None]:
+    """For the first epoch of a mid-epoch resume: batches to replay and what to do after them.
+
+    Before the epoch's iterator is made, this rank's RNG goes back to the epoch's start (the state
+    the loader's workers and in-process augmentation drew from); once the replayed batches are
+    drawn, the RNG at the checkpointed step is restored.
+    """
+    pos = run.resume_progress
+    if not pos or pos["epoch"] != epoch:
+        return 0, None
+    run.resume_progress = None
+    now = ckpt_mod.rng_state()
+    if pos["rng_epoch_start"] is not None:
+        ckpt_mod.set_rng_state(pos["rng_epoch_start"])
+    log.info("mid-epoch resume: replaying the first %d batches of epoch %d", pos["batches"], epoch)
+    return int(pos["batches"]), lambda: ckpt_mod.set_rng_state(now)
+
+
+def _agreed(run: Run, flag: bool) -> bool:
+    """True on every rank when any rank has ``flag`` (one small all-reduce per step under DDP)."""
+    if not run.dist.enabled:
+        return flag
+    return bool(all_reduce_sum({"flag": float(flag)}, run.dist.device)["flag"])
 
 
 def _time_budget(limit_s: float | None, dist_info: DistInfo) -> Any:

@@ -1,0 +1,173 @@
+"""Step checkpoints (``Global.save_step_interval``), mid-epoch resume and SIGTERM (issue #16, item 2).
+
+A run killed mid-epoch resumes from its last step checkpoint and ends bit-identical to a run that
+was never interrupted: the epoch's first batches are replayed from the epoch-start RNG (same
+shuffle, same random augmentation, in-process or in loader workers), then the step's RNG is
+restored. SIGTERM stops every rank at the next step, saves ``latest`` and exits 143 (retryable).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from ocr_core.engine.run import TrainHooks, train
+from ocr_core.weights.checkpoint import load_checkpoint
+from tests.integration.det_fixtures import ROOT, det_config, make_det_split
+
+DRIVER = Path(__file__).with_name("step_ckpt_driver.py")
+
+
+class Killed(Exception):
+    pass
+
+
+def _cfg(tmp: Path, out: Path, *extra: str) -> dict:
+    if not (tmp / "train" / "label.txt").exists():
+        make_det_split(tmp / "train", num=8, seed=41, size=(160, 128))
+        make_det_split(tmp / "eval", num=1, seed=42, size=(160, 128))
+    # random crop + flips/rotation (IaaAugment) stay on: the resume must reproduce them
+    return det_config(tmp / "train", tmp / "eval", out, "Global.num_threads=1", "Global.print_batch_step=1",
+                      "Global.eval_at_end=false", *extra, crop=96, batch=2, epochs=2)
+
+
+def _same_weights(a: Path, b: Path) -> None:
+    wa, wb = load_checkpoint(a)["model"], load_checkpoint(b)["model"]
+    assert wa.keys() == wb.keys()
+    differ = [k for k in wa if not torch.equal(wa[k], wb[k])]
+    assert not differ, f"{len(differ)} tensors differ, e.g. {differ[:3]}"
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_run_killed_mid_epoch_resumes_bit_identical(tmp_path: Path, workers: int) -> None:
+    loader = f"Train.loader.num_workers={workers}"
+    train(_cfg(tmp_path, tmp_path / "ref", loader))  # 2 epochs x 4 steps, never interrupted
+
+    def kill_at_6(run, state) -> bool:  # type: ignore[no-untyped-def]
+        if state.global_step == 6:  # epoch 2, second step; the last step checkpoint is step 5
+            raise Killed
+        return False
+
+    cut = _cfg(tmp_path, tmp_path / "cut", loader, "Global.save_step_interval=5")
+    with pytest.raises(Killed):
+        train(cut, hooks=TrainHooks(after_step=kill_at_6))
+    ck = load_checkpoint(tmp_path / "cut" / "latest.pt")
+    assert (ck["global_step"], ck["epoch"]) == (5, 1)  # lost 1 step (< interval)
+    assert {k: ck["epoch_progress"][k] for k in ("epoch", "batches", "world_size")} == \
+        {"epoch": 2, "batches": 1, "world_size": 1}
+    resumed = train(_cfg(tmp_path, tmp_path / "cut", loader, f"Global.checkpoints={tmp_path / 'cut' / 'latest.pt'}"))
+    assert resumed["global_step"] == 8
+    _same_weights(tmp_path / "ref" / "latest.pt", tmp_path / "cut" / "latest.pt")
+
+
+def test_the_replay_matters(tmp_path: Path) -> None:
+    """Control: resuming the same checkpoint as if the epoch had not started gives other weights."""
+    train(_cfg(tmp_path, tmp_path / "ref"))
+
+    def kill_at_6(run, state) -> bool:  # type: ignore[no-untyped-def]
+        if state.global_step == 6:
+            raise Killed
+        return False
+
+    with pytest.raises(Killed):
+        train(_cfg(tmp_path, tmp_path / "cut", "Global.save_step_interval=5"), hooks=TrainHooks(after_step=kill_at_6))
+    ck_path = tmp_path / "cut" / "latest.pt"
+    ck = load_checkpoint(ck_path)
+    assert ck["epoch_progress"]["batches"] == 1
+    ck.pop("epoch_progress")  # as an epoch-only checkpoint would resume: epoch 2 from its start
+    ck["epoch"] = 1
+    torch.save(ck, ck_path)
+    train(_cfg(tmp_path, tmp_path / "cut", f"Global.checkpoints={ck_path}"))
+    with pytest.raises(AssertionError, match="tensors differ"):
+        _same_weights(tmp_path / "ref" / "latest.pt", ck_path)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _ranks(cfg: dict, tmp: Path, world: int, kill: tuple[int, int] | None = None) -> list[int]:
+    """Start ``world`` driver processes with the operator's env; when one dies, stop the rest (as
+    torchrun does); their exit codes."""
+    path = tmp / f"cfg_{time.monotonic_ns()}.json"
+    path.write_text(json.dumps(cfg))
+    port = _free_port()
+    procs = []
+    for rank in range(world):
+        env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "RANK": str(rank),
+               "WORLD_SIZE": str(world), "LOCAL_RANK": "0", "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+        argv = [sys.executable, str(DRIVER), str(path), *([str(kill[0]), str(kill[1])] if kill else [])]
+        procs.append(subprocess.Popen(argv, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT))
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and all(p.poll() is None for p in procs):
+        time.sleep(0.2)
+    if any(p.poll() not in (None, 0) for p in procs):
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    codes = [p.wait(timeout=300) for p in procs]
+    for p in procs:
+        out = p.stdout.read().decode() if p.stdout else ""
+        if kill is None and p.returncode != 0:
+            raise AssertionError(out[-3000:])
+    return codes
+
+
+def test_two_ranks_lose_one_node_mid_epoch_and_resume_bit_identical(tmp_path: Path) -> None:
+    """2 ranks (gloo, operator env), random augmentation on, 2 epochs x 2 steps; rank 1 is SIGKILLed
+    after step 4 (epoch 2's second step), the last step checkpoint being step 3; rank 0 is then
+    stopped as torchrun would. The resumed 2-rank run replays epoch 2's first batch and ends on the
+    reference's weights."""
+    ref = _cfg(tmp_path, tmp_path / "ref")
+    assert _ranks(ref, tmp_path, 2) == [0, 0]
+    cut = _cfg(tmp_path, tmp_path / "cut", "Global.save_step_interval=3")
+    codes = _ranks(cut, tmp_path, 2, kill=(4, 1))
+    assert codes[1] == -signal.SIGKILL and codes[0] != 0
+    ck = load_checkpoint(tmp_path / "cut" / "latest.pt")
+    assert ck["global_step"] == 3 and ck["epoch_progress"]["epoch"] == 2  # 2 steps/epoch with 2 ranks
+    assert ck["epoch_progress"]["world_size"] == 2 and len(ck["epoch_progress"]["rng_epoch_start"]) == 2
+    resume = _cfg(tmp_path, tmp_path / "cut", f"Global.checkpoints={tmp_path / 'cut' / 'latest.pt'}")
+    assert _ranks(resume, tmp_path, 2) == [0, 0]
+    assert load_checkpoint(tmp_path / "cut" / "latest.pt")["global_step"] == 4
+    _same_weights(tmp_path / "ref" / "latest.pt", tmp_path / "cut" / "latest.pt")
+
+
+def test_sigterm_saves_latest_at_the_next_step_and_exits_143(tmp_path: Path) -> None:
+    cfg_out = tmp_path / "run"
+    _cfg(tmp_path, cfg_out)  # makes the data
+    argv = [sys.executable, "-m", "ocr_core.cli", "train", "-c", str(ROOT / "configs/det/det_mv3_db.yml"), "-o",
+            f"Global.save_model_dir={cfg_out}", "Global.epoch_num=200", "Global.use_gpu=false",
+            "Global.print_batch_step=1", "Global.eval_batch_step=[0, 100000]", "Global.eval_at_end=false",
+            "Global.num_threads=1", f"Train.dataset.data_dir={tmp_path / 'train'}",
+            f"Train.dataset.label_file_list=[{tmp_path / 'train' / 'label.txt'}]",
+            "Train.dataset.transforms.EastRandomCropData.size=[96, 96]", "Train.loader.batch_size_per_card=2",
+            "Train.loader.num_workers=0", f"Eval.dataset.data_dir={tmp_path / 'eval'}",
+            f"Eval.dataset.label_file_list=[{tmp_path / 'eval' / 'label.txt'}]"]
+    proc = subprocess.Popen(argv, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    log = cfg_out / "train.log"
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and proc.poll() is None:
+        if log.exists() and "global_step: 3," in log.read_text(encoding="utf-8", errors="replace"):
+            break
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err[-2000:]
+    assert "preempted: SIGTERM at epoch" in err and "Traceback" not in err
+    ck = load_checkpoint(cfg_out / "latest.pt")
+    steps_logged = [int(line.split("global_step: ")[1].split(",")[0])
+                    for line in log.read_text(encoding="utf-8").splitlines() if "global_step: " in line]
+    assert ck["global_step"] == max(steps_logged) >= 3  # no finished step lost
+    assert ck["epoch_progress"]["batches"] == ck["global_step"] % 4 or ck["epoch_progress"]["batches"] == 4
