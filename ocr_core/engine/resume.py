@@ -46,6 +46,8 @@ def checkpoint_payload(run: Run, best: dict[str, float] | None = None) -> dict[s
         "global_step": run.state.global_step,
         "best_metric": dict(best if best is not None else run.state.best_metric),
         "rng": ckpt_mod.rng_state(),
+        "run_shape": {"global_batch": run.global_batch, "steps_per_epoch": run.steps_per_epoch,
+                      "world_size": run.dist.world_size},
         "provenance": {"tool": "ocrflow", "saved_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
     }
 
@@ -179,8 +181,14 @@ def load_for_run(run: Run) -> None:
                               source=g.checkpoints)
         if run.optimizer is not None and ck.get("optimizer"):
             run.optimizer.load_state_dict(ck["optimizer"])
+        shape = ck.get("run_shape") or {}
+        reshaped = bool(shape) and (shape.get("global_batch"), shape.get("steps_per_epoch")) != \
+            (run.global_batch, run.steps_per_epoch)
         if run.scheduler is not None and ck.get("scheduler"):
-            run.scheduler.load_state_dict(ck["scheduler"])
+            if reshaped:
+                _follow_new_shape(run, ck, shape)
+            else:
+                run.scheduler.load_state_dict(ck["scheduler"])
         if run.scaler is not None and ck.get("scaler"):
             run.scaler.load_state_dict(ck["scaler"])
         run.state.epoch = int(ck.get("epoch", 0)) + 1
@@ -241,3 +249,31 @@ def _resume_position(run: Run, progress: dict[str, Any], source: str) -> dict[st
                     world, out["batches"])
     run.state.epoch = out["epoch"]
     return out
+
+
+def _follow_new_shape(run: Run, ck: dict[str, Any], shape: dict[str, Any]) -> None:
+    """Resume under another global batch or epoch length (an elastic job that lost or gained workers).
+
+    The rule: each rank keeps its batch; the learning rate follows the new global batch through
+    ``Optimizer.lr.reference_batch_size`` when the config sets it (a config without one keeps its
+    rate); the schedule continues at the same point of training measured in epochs (samples seen),
+    not in steps. So the freshly built scheduler (new scaled base rate, new steps per epoch) is
+    kept and moved to ``epochs done x new steps per epoch``.
+    """
+    old_steps = max(1, int(shape.get("steps_per_epoch") or 1))
+    old_done = int((ck.get("scheduler") or {}).get("last_epoch", ck.get("global_step", 0)))
+    epochs_done = old_done / old_steps
+    new_done = int(round(epochs_done * run.steps_per_epoch))
+    sched = run.scheduler
+    sched.last_epoch = new_done
+    lrs = [base * fn(new_done) for base, fn in zip(sched.base_lrs, sched.lr_lambdas)]
+    for group, base, lr in zip(run.optimizer.param_groups, sched.base_lrs, lrs):
+        group["initial_lr"] = base
+        group["lr"] = lr
+    sched._last_lr = lrs
+    log.warning("resuming with global batch %d (was %d) and %d steps/epoch (was %d): the schedule continues "
+                "at %.3f epochs (step %d of the new schedule), lr %.6g; %s", run.global_batch,
+                shape.get("global_batch"), run.steps_per_epoch, old_steps, epochs_done, new_done, lrs[0],
+                "the base rate follows Optimizer.lr.reference_batch_size"
+                if (run.cfg.get("Optimizer") or {}).get("lr", {}).get("reference_batch_size")
+                else "no Optimizer.lr.reference_batch_size: the config's rate is kept")

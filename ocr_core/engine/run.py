@@ -98,6 +98,8 @@ class Run:
     epoch_start_rng: dict[str, Any] | None = None  # this rank's RNG as the current epoch began
     resume_progress: dict[str, Any] | None = None  # a mid-epoch checkpoint's position (resume.py)
     preempted: bool = False  # SIGTERM seen: stop at the next step boundary, save, exit 143
+    global_batch: int = 0  # images per optimizer step (all ranks, accumulation included)
+    steps_per_epoch: int = 0  # optimizer steps per epoch on each rank
 
 
 def prepare(cfg: dict[str, Any], mode: str = "train") -> Run:
@@ -233,6 +235,7 @@ def _train(run: Run) -> dict[str, Any]:
     run.loss_fn = build_loss(run.cfg)
     steps = -(-len(run.train_loader) // max(1, g.grad_accum_steps))
     global_batch = global_batch_size(run.cfg, run.dist.world_size, g.grad_accum_steps)
+    run.global_batch, run.steps_per_epoch = global_batch, steps
     run.optimizer, run.scheduler = build_optimizer(run.cfg.get("Optimizer"), run.model, g.epoch_num, steps,
                                                    global_batch=global_batch)
     clip = check_dataclass(OptimizerConfig, run.cfg.get("Optimizer") or {}, "Optimizer").clip_norm

@@ -210,3 +210,39 @@ def test_four_ranks_equal_one_rank_with_the_same_global_batch(tmp_path: Path) ->
     assert step > 1e-3  # the weights really moved
     assert float((four - accum).norm()) / step < 1e-4
     assert float((four - one).norm()) / step < 5e-2
+
+
+def test_resuming_with_another_global_batch_follows_the_scaling_rule(tmp_path: Path) -> None:
+    """The elastic rule: per-rank batch kept, lr = reference rule for the new global batch, the
+    cosine schedule continued at the same epoch count (here global batch 4 -> 2 after epoch 1)."""
+    import math
+
+    lr = ["Optimizer.lr.name=Cosine", "Optimizer.lr.learning_rate=0.001", "Optimizer.lr.warmup_epoch=0",
+          "Optimizer.lr.reference_batch_size=8"]
+    first = _cfg(tmp_path, tmp_path / "run", *lr)
+    first["Global"]["epoch_num"] = 3
+    first["Train"]["loader"]["batch_size_per_card"] = 4
+
+    def kill_at_3(run, state) -> bool:  # type: ignore[no-untyped-def]
+        if state.global_step == 3:  # epoch 2's first step; latest.pt holds epoch 1 (2 steps of batch 4)
+            raise Killed
+        return False
+
+    with pytest.raises(Killed):
+        train(first, hooks=TrainHooks(after_step=kill_at_3))
+    seen: dict[int, float] = {}
+
+    def record(run, state) -> bool:  # type: ignore[no-untyped-def]
+        seen[state.global_step] = run.optimizer.param_groups[0]["lr"]  # the rate of the next step
+        return False
+
+    again = _cfg(tmp_path, tmp_path / "run", *lr, f"Global.checkpoints={tmp_path / 'run' / 'latest.pt'}")
+    again["Global"]["epoch_num"] = 3
+    again["Train"]["loader"]["batch_size_per_card"] = 2  # e.g. half the workers: global batch 4 -> 2
+    out = train(again, hooks=TrainHooks(after_step=record))
+    assert out["global_step"] == 2 + 2 * 4  # epochs 2 and 3 at 4 steps each
+    base = 0.001 * 2 / 8  # reference rule for the new global batch
+    total = 3 * 4
+    # after the first resumed step the schedule stands at 1 epoch (4 new steps) + 1 step
+    assert seen[3] == pytest.approx(base * 0.5 * (1 + math.cos(math.pi * 5 / total)), rel=1e-6)
+    assert seen[10] == pytest.approx(0.0, abs=1e-12)  # the schedule ends with the run
