@@ -17,10 +17,11 @@ def train(model_type: str, config: str, overrides: list, extra_overrides: list, 
           store_root: str, launcher: str, workers: int, gpus: int, epochs: int, model: Output[Model],
           metrics: Output[Metrics], teacher: Input[Model] = None, init_uri: str = "",
           init_keys: list = [], recipe_overrides: list = [],  # noqa: B006 - KFP defaults are literals
-          teacher_key: str = "", s3_secret: str = "", namespace: str = "default") -> str:
+          teacher_key: str = "", s3_secret: str = "", namespace: str = "") -> str:
     """Train ``config`` on the staged dataset; the output is the final checkpoint's manifest.
 
     Returns the model prefix URI (``dsl.OneOf`` joins the detection recipes' models by it).
+    ``namespace`` "" launches PyTorchJobs where this step's own pod runs.
     """
     from components._kfp_io import log_metrics, read_info, write_info
     from components.steps.train import launch_training_step, stage_plan

@@ -102,6 +102,7 @@ def ocr_train_pipeline(
     max_error_ratio: float = 0.0,
     parity_atol: float = 1e-3,
     gate_margin: float = 0.0,
+    namespace: str = "",
 ):
     ing = _platform(ingest(raw_uri=raw_data_uri, store_root=store_root, det_recipe=det_recipe,
                            det_teacher_init_uri=det_teacher_init_uri), "ingest")
@@ -112,7 +113,7 @@ def ocr_train_pipeline(
         t.set_retry(num_retries=DATA_RETRIES, backoff_duration="10s", backoff_factor=2.0)
     dataset = conv.outputs["dataset"]
     common = dict(store_root=store_root, launcher=launcher, workers=workers, gpus=gpus, epochs=epochs,
-                  s3_secret=OBJECT_STORE_SECRET)
+                  s3_secret=OBJECT_STORE_SECRET, namespace=namespace)
 
     # --- recognition branch
     lmdb = _platform(build_lmdb(dataset=dataset), "build LMDB (rec)").after(val)

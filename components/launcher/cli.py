@@ -62,7 +62,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     _spec_flag(job, "--cpu-limit", "cpu_limit", "CPU limit per replica")
     _spec_flag(job, "--memory", "memory_request", "memory request per replica")
     _spec_flag(job, "--memory-limit", "memory_limit", "memory limit per replica")
-    _spec_flag(job, "--shm-size", "shm_size", "size of the /dev/shm memory volume ('' for none)")
+    _spec_flag(job, "--shm-size", "shm_size", "size of the /dev/shm memory volume ('' for none; default: "
+               "sized from the GPUs, within the memory limit)")
+    _spec_flag(job, "--cpu-per-gpu", "cpu_per_gpu", "cores per GPU (default: measured data cost x GPU rate, "
+               "see docs/scaling.md)", type=int)
+    _spec_flag(job, "--memory-per-gpu", "memory_per_gpu", "memory per GPU, e.g. 16Gi (default: sized from "
+               "the loader workers)")
+    job.add_argument("--elastic", default=None, metavar="MIN:MAX",
+                     help="elastic job: between MIN and MAX nodes (c10d rendezvous; --workers becomes MAX); "
+                          "a restart after a lost node resumes from the last step checkpoint")
+    job.add_argument("--max-restarts", type=int, default=3, help="with --elastic: restarts torchrun allows")
     _spec_flag(job, "--env", "env", "env of every replica")
     _spec_flag(job, "--secret", "secret_name", "object-store Secret (keys accesskey/secretkey)")
     _spec_flag(job, "--secret-env-from", "secret_keys", "load the whole Secret with envFrom instead of mapping "
@@ -92,7 +101,24 @@ def spec_from_args(args: argparse.Namespace) -> PyTorchJobSpec:
         values[name] = _pairs(values.get(name) or [], flag)
     if args.run_id:
         values["labels"]["pipelines.kubeflow.org/run_id"] = args.run_id
+    if getattr(args, "elastic", None):
+        lo, hi = parse_elastic(args.elastic)
+        values["workers"] = hi
+        values["elastic"] = {"min_replicas": lo, "max_replicas": hi, "rdzv_backend": "c10d",
+                             "max_restarts": args.max_restarts}
     return PyTorchJobSpec(program=train_program(args.config, args.opt), **values)
+
+
+def parse_elastic(text: str) -> tuple[int, int]:
+    """``"2:4"`` -> (2, 4); MIN >= 1, MAX >= MIN and >= 2 (an elastic job has Worker replicas)."""
+    lo_s, sep, hi_s = text.partition(":")
+    try:
+        lo, hi = int(lo_s), int(hi_s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--elastic expects MIN:MAX nodes (e.g. 2:4), got {text!r}") from None
+    if not sep or lo < 1 or hi < lo or hi < 2:
+        raise argparse.ArgumentTypeError(f"--elastic {text}: need 1 <= MIN <= MAX and MAX >= 2")
+    return lo, hi
 
 
 def run(args: argparse.Namespace) -> int:

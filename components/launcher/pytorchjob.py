@@ -29,9 +29,11 @@ Two worker command forms:
 from __future__ import annotations
 
 import copy
+import os
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -48,7 +50,13 @@ PORT_NAME = "pytorchjob-port"  # the operator reads MASTER_PORT from this port
 DEFAULT_MASTER_PORT = 23456
 METRICS_PORT_NAME = "metrics"  # scraped by manifests/monitoring/podmonitor.yaml
 DEFAULT_METRICS_PORT = 9400
-DEFAULT_SERVICE_ACCOUNT = "ocrflow-trainer"
+# Training replicas run as a service account with no RBAC and no token mounted
+# (manifests/base/serviceaccount.yaml): a compromised training pod cannot call the API server.
+DEFAULT_SERVICE_ACCOUNT = "ocrflow-replica"
+SA_NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+# The training operator sets these in every replica; a hand-set value would fight it.
+OPERATOR_ENV = ("MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE",
+                "PET_NNODES", "PET_NODE_RANK", "PET_NPROC_PER_NODE", "PET_MASTER_ADDR", "PET_MASTER_PORT")
 DEFAULT_SECRET_KEYS = {"AWS_ACCESS_KEY_ID": "accesskey", "AWS_SECRET_ACCESS_KEY": "secretkey"}
 COMMON_LABELS = {"app.kubernetes.io/name": "ocrflow-trainer", "app.kubernetes.io/part-of": "ocrflow"}
 NON_ROOT_UID = 1000  # the `ocrflow` user of the Dockerfile
@@ -67,6 +75,22 @@ _ELASTIC_KEYS = {
     "rdzv_id": "rdzvId", "rdzv_conf": "rdzvConf", "standalone": "standalone", "metrics": "metrics",
 }
 _DNS1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+
+
+def current_namespace() -> str:
+    """The namespace jobs go to by default: where this process's own pod runs.
+
+    ``OCRFLOW_NAMESPACE`` (an explicit choice), else ``POD_NAMESPACE`` (the downward API), else the
+    pod's service-account namespace file (every pod with a token has it, KFP step pods included),
+    else ``default`` (outside a cluster).
+    """
+    for var in ("OCRFLOW_NAMESPACE", "POD_NAMESPACE"):
+        if os.environ.get(var):
+            return os.environ[var]
+    try:
+        return SA_NAMESPACE_FILE.read_text(encoding="utf-8").strip() or "default"
+    except OSError:
+        return "default"
 
 
 def train_program(config: str, overrides: Sequence[str] = ()) -> list[str]:
@@ -116,26 +140,33 @@ class PyTorchJobSpec:
         secret_name: Object-store credentials Secret (KFP's keys ``accesskey``/``secretkey``).
         secret_keys: env name -> Secret key (``secretKeyRef``); None loads the whole Secret
             with ``envFrom`` (its keys must then be env names).
-        shm_size: Size of the ``/dev/shm`` memory emptyDir (DataLoader workers need it).
+        namespace: Default: where this pod runs (:func:`current_namespace`).
+        cpu_request, memory_request, memory_limit, shm_size: None sizes them from the GPUs
+            (:func:`~components.launcher.resources.replica_resources`: measured data cost per
+            image x a GPU's training rate); a CPU replica gets 1 core, 4Gi and a 1Gi ``/dev/shm``.
+            ``shm_size=""`` mounts none. ``/dev/shm`` is memory and never exceeds the limit.
+        cpu_per_gpu, memory_per_gpu: Override the per-GPU sizing.
         elastic: ``elasticPolicy`` (snake_case or camelCase keys); needs ``workers >= 2``.
         labels: Extra labels on the job and its pods (e.g. ``pipelines.kubeflow.org/run_id``).
     """
 
     name: str
     program: Sequence[str]
-    namespace: str = "default"
+    namespace: str = field(default_factory=current_namespace)
     image: str = DEFAULT_IMAGE
     workers: int = 2
     nproc_per_node: int | None = None
     gpus_per_worker: int = 0
-    cpu_request: str | None = "1"
+    cpu_request: str | None = None
     cpu_limit: str | None = None
-    memory_request: str | None = "4Gi"
-    memory_limit: str | None = "4Gi"
+    memory_request: str | None = None
+    memory_limit: str | None = None
     env: Mapping[str, str] = field(default_factory=dict)
     secret_name: str | None = None
     secret_keys: Mapping[str, str] | None = field(default_factory=lambda: dict(DEFAULT_SECRET_KEYS))
-    shm_size: str | None = "1Gi"
+    shm_size: str | None = None
+    cpu_per_gpu: int | None = None
+    memory_per_gpu: str | None = None
     restart_policy: str = "OnFailure"
     backoff_limit: int | None = 3
     clean_pod_policy: str | None = "None"
@@ -168,6 +199,12 @@ def build_pytorchjob(spec: PyTorchJobSpec) -> dict[str, Any]:
         raise ValueError("an elastic policy needs Worker replicas (workers >= 2)")
     if spec.restart_policy not in ("OnFailure", "Never", "Always", "ExitCode"):
         raise ValueError(f"restart_policy {spec.restart_policy!r} not in OnFailure/Never/Always/ExitCode")
+    if spec.nproc_per_node is not None and spec.nproc_per_node < 1:
+        raise ValueError(f"nproc_per_node must be >= 1 (or unset), got {spec.nproc_per_node}")
+    clash = sorted(set(spec.env or {}) & set(OPERATOR_ENV))
+    if clash:
+        raise ValueError(f"env {', '.join(clash)}: set by the training operator in every replica; do not set it")
+    spec = _sized(spec)
     nproc_per_node = spec.nproc_per_node
     if nproc_per_node is None and spec.gpus_per_worker > 1:
         nproc_per_node = spec.gpus_per_worker
@@ -245,6 +282,7 @@ def _pod_spec(spec: PyTorchJobSpec, container: dict[str, Any]) -> dict[str, Any]
     pod_spec: dict[str, Any] = {}
     if spec.service_account:
         pod_spec["serviceAccountName"] = spec.service_account
+    pod_spec["automountServiceAccountToken"] = False  # training needs no API access
     if spec.priority_class:
         pod_spec["priorityClassName"] = spec.priority_class
     if spec.node_selector:
@@ -260,6 +298,25 @@ def _pod_spec(spec: PyTorchJobSpec, container: dict[str, Any]) -> dict[str, Any]
     if spec.shm_size:
         pod_spec["volumes"] = [{"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": spec.shm_size}}]
     return pod_spec
+
+
+def _sized(spec: PyTorchJobSpec) -> PyTorchJobSpec:
+    """``spec`` with unset cpu/memory/shm filled from the GPUs; a /dev/shm above the limit refused."""
+    from components.launcher.resources import mebibytes, replica_resources
+
+    if spec.gpus_per_worker > 0:
+        r = replica_resources(spec.gpus_per_worker, cpu_per_gpu=spec.cpu_per_gpu, memory_per_gpu=spec.memory_per_gpu)
+        auto = {"cpu": r.cpu, "memory": r.memory, "shm": r.shm}
+    else:
+        auto = {"cpu": "1", "memory": "4Gi", "shm": "1Gi"}
+    memory_limit = spec.memory_limit or spec.memory_request or auto["memory"]
+    spec = replace(spec, cpu_request=spec.cpu_request or auto["cpu"], memory_request=spec.memory_request or
+                   auto["memory"], memory_limit=memory_limit,
+                   shm_size=auto["shm"] if spec.shm_size is None else spec.shm_size)
+    if spec.shm_size and mebibytes(spec.shm_size) > mebibytes(memory_limit):
+        raise ValueError(f"/dev/shm {spec.shm_size} is larger than the memory limit {memory_limit}: the volume is "
+                         "memory-backed and counts against the limit")
+    return spec
 
 
 def _run_policy(spec: PyTorchJobSpec) -> dict[str, Any]:

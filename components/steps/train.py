@@ -118,7 +118,7 @@ def worker_program(config: str, overrides: Sequence[str], plan: StagePlan, out_u
 
 
 def run_workers(program: list[str], *, launcher: str, workers: int, gpus: int, name: str,
-                image: str | None = None, namespace: str = "default", secret: str = "") -> None:
+                image: str | None = None, namespace: str = "", secret: str = "") -> None:
     """Run ``program`` on ``workers`` nodes: loopback processes, a PyTorchJob, or in this process."""
     if launcher == "inprocess":
         rc = worker_main(program[3:])
@@ -131,11 +131,17 @@ def run_workers(program: list[str], *, launcher: str, workers: int, gpus: int, n
         log.info("local job: %d node(s), %.1fs", res.nnodes, res.duration_s)
     elif launcher == "kubernetes":
         from components.launcher.client import launch_and_wait
-        from components.launcher.pytorchjob import DEFAULT_IMAGE, PyTorchJobSpec, build_pytorchjob
+        from components.launcher.pytorchjob import (
+            DEFAULT_IMAGE,
+            PyTorchJobSpec,
+            build_pytorchjob,
+            current_namespace,
+        )
 
         env = {k: v for k, v in os.environ.items() if k.startswith("OCRFLOW_S3_") or k == "AWS_REGION"}
         launch_and_wait(build_pytorchjob(PyTorchJobSpec(
-            name, program, namespace=namespace, image=image or DEFAULT_IMAGE, workers=workers, gpus_per_worker=gpus,
+            name, program, namespace=namespace or current_namespace(), image=image or DEFAULT_IMAGE, workers=workers,
+            gpus_per_worker=gpus,
             env=env, secret_name=secret or None)))
     else:
         raise ValueError(f"launcher must be one of {LAUNCHERS}, got {launcher!r}")
@@ -143,7 +149,7 @@ def run_workers(program: list[str], *, launcher: str, workers: int, gpus: int, n
 
 def launch_training_step(config: str, overrides: Sequence[str], plan: StagePlan, run_root: str, step: str, *,
                          launcher: str = "local", workers: int = 1, gpus: int = 0, epochs: int = 0,
-                         image: str | None = None, namespace: str = "default", secret: str = "") -> Manifest:
+                         image: str | None = None, namespace: str = "", secret: str = "") -> Manifest:
     """Train ``config`` on the prefixes of ``plan``; checkpoints land in ``<run_root>/runs/<key>/<step>``.
 
     The key is content-derived, so a retried or re-run step with the same inputs resumes from

@@ -84,7 +84,14 @@ def test_builder_command_forms_and_resources():
     assert {e["name"]: e["valueFrom"]["secretKeyRef"]["key"] for e in c["env"]} == {
         "AWS_ACCESS_KEY_ID": "accesskey", "AWS_SECRET_ACCESS_KEY": "secretkey"}
     pod = gpu["spec"]["pytorchReplicaSpecs"]["Worker"]["template"]["spec"]
-    assert pod["volumes"] == [{"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "1Gi"}}]
+    # resources follow the GPUs (components/launcher/resources.py): 4 x 12 cores + 1 for the trainer,
+    # 4 x (6144 + 12 x 512) Mi; /dev/shm = 4 GPUs x 12 workers x 512 Mi, inside the memory limit
+    assert c["resources"]["requests"]["cpu"] == "49"
+    assert c["resources"]["requests"]["memory"] == c["resources"]["limits"]["memory"] == "49152Mi"
+    assert pod["volumes"] == [{"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "24576Mi"}}]
+    assert pod["automountServiceAccountToken"] is False and pod["serviceAccountName"] == "ocrflow-replica"
+    cpu = _containers(_job())[0]["resources"]  # a CPU replica: the small default
+    assert cpu == {"requests": {"cpu": "1", "memory": "4Gi"}, "limits": {"memory": "4Gi"}}
     assert pod["securityContext"]["runAsNonRoot"] is True
     elastic = _containers(_job(elastic={"max_replicas": 4}), "Worker")[0]
     assert elastic["command"][:2] == ["torchrun", "-m"]  # torchrun reads PET_* itself
@@ -166,7 +173,8 @@ def _launch(cluster, job, **kw):
 def test_two_node_allreduce_succeeds_through_kubernetes_client(cluster):
     from kubernetes import client
 
-    job = build_pytorchjob(PyTorchJobSpec("allreduce", [WORKER], workers=2, namespace="ocr"))
+    # --linger 2: the run outlasts a 1 s watch call whatever the machine's speed
+    job = build_pytorchjob(PyTorchJobSpec("allreduce", [WORKER, "--linger", "2"], workers=2, namespace="ocr"))
     result, lines = _launch(cluster, job)
     assert result.state == "Succeeded"
     assert "rank 0/2 all_reduce sum=3" in lines and "rank 0/2 all_reduce sum=3" in result.log_tail
@@ -296,3 +304,53 @@ def test_local_launcher_timeout_kills_all_nodes():
     with pytest.raises(LocalJobTimeout):
         run_local_workers([WORKER, "--sleep", "60"], nnodes=2, log_sink=None, cwd=str(ROOT), timeout_s=1.0)
     assert wait_no_children() == []
+
+
+@pytest.mark.parametrize("kw, match", [
+    ({"nproc_per_node": 0}, "nproc_per_node must be >= 1"),
+    ({"env": {"MASTER_ADDR": "10.0.0.1", "X": "1"}}, "MASTER_ADDR: set by the training operator"),
+    ({"env": {"WORLD_SIZE": "8"}}, "WORLD_SIZE: set by the training operator"),
+    ({"memory_limit": "2Gi", "shm_size": "4Gi"}, "larger than the memory limit"),
+    ({"gpus_per_worker": 1, "cpu_per_gpu": 0}, "cpu-per-gpu must be >= 1"),
+])
+def test_builder_refuses_settings_that_fight_the_operator_or_the_memory_limit(kw, match):
+    with pytest.raises(ValueError, match=match):
+        _job(**kw)
+
+
+def test_per_gpu_overrides_and_explicit_values_win():
+    c = _containers(_job(gpus_per_worker=2, cpu_per_gpu=4, memory_per_gpu="10Gi"), "Worker")[0]
+    assert c["resources"]["requests"]["cpu"] == "9" and c["resources"]["limits"]["memory"] == "20480Mi"
+    c = _containers(_job(gpus_per_worker=2, cpu_request="3", memory_request="8Gi", shm_size=""), "Worker")[0]
+    assert c["resources"]["requests"] == {"cpu": "3", "memory": "8Gi", "nvidia.com/gpu": "2"}
+    assert "volumeMounts" not in c
+
+
+def test_namespace_defaults_to_the_pods_own(monkeypatch, tmp_path):
+    from components.launcher import pytorchjob as pj
+
+    for var in ("OCRFLOW_NAMESPACE", "POD_NAMESPACE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr(pj, "SA_NAMESPACE_FILE", tmp_path / "absent")
+    assert pj.current_namespace() == "default"  # outside a cluster
+    (tmp_path / "namespace").write_text("kubeflow-user-a\n")
+    monkeypatch.setattr(pj, "SA_NAMESPACE_FILE", tmp_path / "namespace")
+    assert pj.current_namespace() == "kubeflow-user-a"  # the KFP step pod's service-account namespace
+    assert _job()["metadata"]["namespace"] == "kubeflow-user-a"
+    monkeypatch.setenv("POD_NAMESPACE", "from-downward-api")
+    assert pj.current_namespace() == "from-downward-api"
+    monkeypatch.setenv("OCRFLOW_NAMESPACE", "chosen")
+    assert _job()["metadata"]["namespace"] == "chosen"
+    assert _job(namespace="explicit")["metadata"]["namespace"] == "explicit"
+
+
+def test_launch_elastic_flag(capsys):
+    from components.launcher.cli import main
+
+    assert main(["-c", "cfg.yml", "--name", "el", "--elastic", "2:4", "--dry-run"]) == 0
+    job = yaml.safe_load(capsys.readouterr().out)
+    assert job["spec"]["elasticPolicy"] == {"minReplicas": 2, "maxReplicas": 4, "rdzvBackend": "c10d",
+                                            "maxRestarts": 3}
+    assert job["spec"]["pytorchReplicaSpecs"]["Worker"]["replicas"] == 3  # MAX nodes, the Master included
+    for bad in ("3", "0:2", "3:2", "1:1", "a:b"):
+        assert main(["-c", "cfg.yml", "--name", "el", "--elastic", bad, "--dry-run"]) == 2

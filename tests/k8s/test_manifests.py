@@ -65,11 +65,36 @@ def test_role_grants_exactly_the_launcher_verbs():
     assert all("resourceNames" not in rule and "nonResourceURLs" not in rule for rule in role["rules"])
     binding = _docs(MANIFESTS / "base" / "rolebinding.yaml")[0]
     assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "ocrflow-launcher"}
-    sa = _docs(MANIFESTS / "base" / "serviceaccount.yaml")[0]
-    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": sa["metadata"]["name"], "namespace": "ocrflow"}]
+    launcher, replica = _docs(MANIFESTS / "base" / "serviceaccount.yaml")
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": launcher["metadata"]["name"],
+                                    "namespace": "ocrflow"}]
     from components.launcher.pytorchjob import DEFAULT_SERVICE_ACCOUNT
 
-    assert sa["metadata"]["name"] == DEFAULT_SERVICE_ACCOUNT
+    # training replicas: their own account, no token, bound to nothing
+    assert replica["metadata"]["name"] == DEFAULT_SERVICE_ACCOUNT != launcher["metadata"]["name"]
+    assert replica["automountServiceAccountToken"] is False
+    bound = [s["name"] for path in (MANIFESTS / "base").glob("*.yaml") for d in _docs(path)
+             if d and d.get("kind") in ("RoleBinding", "ClusterRoleBinding") for s in d.get("subjects", [])]
+    assert DEFAULT_SERVICE_ACCOUNT not in bound
+
+
+def test_the_role_covers_every_api_call_the_launcher_makes():
+    """Each Kubernetes API method components/launcher/client.py calls maps to a granted verb."""
+    import re
+
+    src = (MANIFESTS.parent / "components" / "launcher" / "client.py").read_text(encoding="utf-8")
+    calls = set(re.findall(r"\.((?:create|get|list|read|delete|patch|replace)_namespaced_\w+)", src))
+    need = {"create_namespaced_custom_object": ("kubeflow.org", "pytorchjobs", "create"),
+            "get_namespaced_custom_object": ("kubeflow.org", "pytorchjobs", "get"),
+            "list_namespaced_custom_object": ("kubeflow.org", "pytorchjobs", "list"),
+            "delete_namespaced_custom_object": ("kubeflow.org", "pytorchjobs", "delete"),
+            "list_namespaced_pod": ("", "pods", "list"),
+            "read_namespaced_pod_log": ("", "pods/log", "get")}
+    assert calls <= set(need), f"the launcher calls {calls - set(need)}: grant it or drop it"
+    role = _docs(MANIFESTS / "base" / "role.yaml")[0]
+    granted = {(g, r, v) for rule in role["rules"] for g in rule["apiGroups"] for r in rule["resources"]
+               for v in rule["verbs"]}
+    assert {need[c] for c in calls} <= granted
 
 
 def test_secret_is_a_placeholder_with_kfp_keys():
