@@ -202,4 +202,14 @@ def open_store(uri: str | os.PathLike[str] | StorageURI, config: S3Config | None
         return LocalStore()
     from ocr_core.storage.s3 import S3Config, shared_s3_store
 
-    return shared_s3_store(config or S3Config.from_env())
+    cfg = config or S3Config.from_env()
+    bucket = parse_uri(uri).bucket
+    if cfg.endpoint.endswith("amazonaws.com") and bucket in PLACEHOLDER_BUCKETS:
+        raise StorageError(f"s3://{bucket} is OCRFlow's placeholder bucket name; on Amazon S3 name a bucket "
+                           "you own (e.g. --store-root / store_root=s3://<your-bucket>/ocrflow)", str(uri))
+    return shared_s3_store(cfg)
+
+
+# Default bucket names in our examples and pipeline parameters: fine inside a private MinIO, but on
+# Amazon S3 anyone could own a bucket of that name.
+PLACEHOLDER_BUCKETS = frozenset({"ocrflow", "bucket", "my-bucket"})

@@ -100,7 +100,9 @@ class S3Config:
 
         * Endpoint: ``OCRFLOW_S3_ENDPOINT`` (also ``S3_ENDPOINT``, ``MINIO_ENDPOINT``,
           ``AWS_ENDPOINT_URL_S3``, ``AWS_ENDPOINT_URL``), e.g. ``http://127.0.0.1:8333``. Its scheme
-          sets TLS; a bare ``host:port`` uses ``OCRFLOW_S3_SECURE`` (default true). None: AWS S3.
+          sets TLS; a bare ``host:port`` uses ``OCRFLOW_S3_SECURE`` (default true). ``aws``: Amazon
+          S3 (an explicit opt-in). Unset: an error, never a silent fall-back to AWS with whatever
+          AWS credentials the user happens to have.
         * Keys: files ``accesskey``/``secretkey`` in ``OCRFLOW_S3_SECRET_DIR`` when that is set
           (a mounted Secret wins over the environment), else ``AWS_ACCESS_KEY_ID``,
           ``AWS_SECRET_ACCESS_KEY`` (and ``AWS_SESSION_TOKEN``). No keys: anonymous.
@@ -109,15 +111,19 @@ class S3Config:
         """
         env = os.environ if env is None else env
         raw = next((env[v].strip() for v in _ENDPOINT_VARS if env.get(v, "").strip()), "")
-        if raw and "://" in raw:
+        if not raw:
+            raise StorageError("no S3 endpoint: set OCRFLOW_S3_ENDPOINT to your object store (e.g. "
+                               "http://minio.kubeflow:9000, or `ocrflow storage serve` locally), or "
+                               "OCRFLOW_S3_ENDPOINT=aws to use Amazon S3 with a bucket you own")
+        if raw.lower() == "aws":
+            raw = "https://s3.amazonaws.com"
+        if "://" in raw:
             parts = urlsplit(raw)
             if parts.scheme not in ("http", "https") or not parts.netloc or parts.path not in ("", "/"):
                 raise StorageError(f"S3 endpoint must be http(s)://host[:port], got {raw!r}")
             endpoint, secure = parts.netloc, parts.scheme == "https"
-        elif raw:
-            endpoint, secure = raw.rstrip("/"), _truthy(env.get("OCRFLOW_S3_SECURE"), True)
         else:
-            endpoint, secure = "s3.amazonaws.com", True
+            endpoint, secure = raw.rstrip("/"), _truthy(env.get("OCRFLOW_S3_SECURE"), True)
         secret_dir = env.get("OCRFLOW_S3_SECRET_DIR", "").strip()
         access: str | None
         secret: str | None

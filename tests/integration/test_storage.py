@@ -343,19 +343,23 @@ def test_config_from_env(tmp_path: Path) -> None:
     c = S3Config.from_env({"MINIO_ENDPOINT": "minio.kubeflow:9000", "OCRFLOW_S3_SECURE": "false"})
     assert (c.endpoint, c.secure, c.access_key) == ("minio.kubeflow:9000", False, None)
     assert S3Config.from_env({"S3_ENDPOINT": "https://s3.example.com"}).secure
-    assert S3Config.from_env({}).endpoint == "s3.amazonaws.com"
+    with pytest.raises(StorageError, match="no S3 endpoint: set OCRFLOW_S3_ENDPOINT"):
+        S3Config.from_env({"AWS_ACCESS_KEY_ID": "AK", "AWS_SECRET_ACCESS_KEY": "SK"})  # never AWS by accident
+    aws = S3Config.from_env({"OCRFLOW_S3_ENDPOINT": "aws"})
+    assert (aws.endpoint, aws.secure) == ("s3.amazonaws.com", True)
     secret_dir = tmp_path / "mlpipeline-minio-artifact"
     secret_dir.mkdir()
     (secret_dir / "accesskey").write_text("fromfile-ak\n")
     (secret_dir / "secretkey").write_text("fromfile-sk\n")
-    c = S3Config.from_env({"OCRFLOW_S3_SECRET_DIR": str(secret_dir), "AWS_ACCESS_KEY_ID": "env-ak",
+    ep = {"OCRFLOW_S3_ENDPOINT": "http://127.0.0.1:8333"}
+    c = S3Config.from_env({**ep, "OCRFLOW_S3_SECRET_DIR": str(secret_dir), "AWS_ACCESS_KEY_ID": "env-ak",
                            "AWS_SECRET_ACCESS_KEY": "env-sk"})
     assert (c.access_key, c.secret_key) == ("fromfile-ak", "fromfile-sk")
     (secret_dir / "secretkey").unlink()
     with pytest.raises(StorageError, match="secretkey"):
-        S3Config.from_env({"OCRFLOW_S3_SECRET_DIR": str(secret_dir)})
+        S3Config.from_env({**ep, "OCRFLOW_S3_SECRET_DIR": str(secret_dir)})
     with pytest.raises(StorageError, match="incomplete"):
-        S3Config.from_env({"AWS_ACCESS_KEY_ID": "only-the-key"})
+        S3Config.from_env({**ep, "AWS_ACCESS_KEY_ID": "only-the-key"})
     with pytest.raises(StorageError, match="http"):
         S3Config.from_env({"OCRFLOW_S3_ENDPOINT": "ftp://host:21"})
 
@@ -442,3 +446,18 @@ def test_cli_upload_download_ls(s3_server: EmbeddedS3, tmp_path: Path, monkeypat
     assert f"{uri}/sub/" in capsys.readouterr().out
     assert main(["storage", "download", f"s3://{s3_server.bucket}/cli/nothing", str(tmp_path / "x")]) == 2
     assert "not published" in capsys.readouterr().err
+
+
+def test_amazon_s3_needs_a_bucket_the_user_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ocr_core.storage.client import open_store
+
+    monkeypatch.setenv("OCRFLOW_S3_ENDPOINT", "aws")
+    with pytest.raises(StorageError, match="placeholder bucket name"):
+        open_store("s3://ocrflow/runs/x")
+    assert open_store("s3://acme-ml-ocr/runs/x") is not None  # no request is made until a call
+    monkeypatch.delenv("OCRFLOW_S3_ENDPOINT")
+    for var in ("S3_ENDPOINT", "MINIO_ENDPOINT", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"):
+        monkeypatch.delenv(var, raising=False)
+    with pytest.raises(StorageError, match="no S3 endpoint"):
+        open_store("s3://acme-ml-ocr/runs/x")
+    assert open_store("/tmp/x").__class__.__name__ == "LocalStore"  # local paths need no endpoint
