@@ -3,7 +3,9 @@
 ``weed mini`` runs master, volume, filer, S3 and admin in one process. Left to its defaults it
 binds 0.0.0.0 and quietly moves to another port when one is busy, so we pass ``-ip``/``-ip.bind``
 and pin every port to one we bind-tested. It enforces S3 auth only when ``AWS_ACCESS_KEY_ID`` /
-``AWS_SECRET_ACCESS_KEY`` are in its environment: we always pass fresh per-session keys.
+``AWS_SECRET_ACCESS_KEY`` are in its environment: we always pass fresh per-session keys. Its
+other ports (filer/volume HTTP, every gRPC port) are locked with per-start JWT keys and mutual TLS
+(:mod:`ocr_core.storage.embedded_security`).
 SIGTERM shutdown can take seconds, so :meth:`EmbeddedS3.stop` falls back to SIGKILL.
 
 Usage::
@@ -34,6 +36,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import IO, Any
 
+from ocr_core.storage.embedded_security import write_security_config
 from ocr_core.storage.s3 import S3Config, S3Store
 from ocr_core.storage.uri import StorageError
 
@@ -201,7 +204,9 @@ class EmbeddedS3:
                 f"-master.dir={self.data_dir / 'master'}", f"-ip={HOST}",
                 f"-ip.bind={HOST}"]
         args += [f"-{k}={v}" for k, v in sorted(self.ports.items())]
-        args += ["-s3.port.iceberg=0", "-s3.port.lance=0", "-webdav=false", "-admin.ui=false",
+        # -disableHttp: master/volume/filer HTTP APIs answer 404 (the master's /submit would
+        # otherwise store uploads from anyone); S3 keeps working through its own port
+        args += ["-disableHttp", "-s3.port.iceberg=0", "-s3.port.lance=0", "-webdav=false", "-admin.ui=false",
                  "-master.telemetry=false", f"-s3.localSocket={self._run_dir / 's3.sock'}",
                  f"-filer.localSocket={self._run_dir / 'filer.sock'}"]
         return args
@@ -231,6 +236,7 @@ class EmbeddedS3:
             run_dir = Path(tempfile.mkdtemp(prefix="ocrflow-s3run-"))
         run_dir.mkdir(parents=True, exist_ok=True)
         self._run_dir = run_dir
+        write_security_config(run_dir)  # JWT on volume/filer HTTP, mTLS on every gRPC port
         self.log_path = run_dir / "weed-mini.log"
         atexit.register(self.stop)
         last = ""

@@ -1,0 +1,135 @@
+"""Every port the embedded S3 server opens refuses unauthenticated reads and writes (#15 item 1).
+
+The real ``weed mini``: an object is put through S3 with the session's keys, then every TCP port the
+server process listens on (found in /proc, not taken from our own port table) is tried without
+credentials: HTTP GET of the object through the filer's path, HTTP PUT/POST of new data, the
+volume server's file-id read, the master's ``/submit`` upload, and on gRPC ports a TLS handshake
+without a client certificate and a plaintext HTTP/2 preface. The S3 port still works with keys, and
+a client holding the server's own certificate does complete the gRPC handshake (the refusals are
+real, not a port that answers nobody).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import ssl
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from ocr_core.storage.embedded import EmbeddedS3, find_weed_binary
+from ocr_core.storage.uri import StorageError
+
+pytestmark = pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs Linux /proc")
+
+SECRET = b"do-not-leak-" * 64
+
+
+def _weed_or_skip() -> None:
+    try:
+        find_weed_binary()
+    except StorageError as exc:
+        pytest.skip(str(exc))
+
+
+def _listening_ports(pid: int) -> set[int]:
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    ports = set()
+    for table in ("tcp", "tcp6"):
+        for line in Path(f"/proc/net/{table}").read_text().splitlines()[1:]:
+            cols = line.split()
+            if cols[3] == "0A" and cols[9] in inodes:  # LISTEN
+                ports.add(int(cols[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
+def _http(method: str, url: str, data: bytes | None = None, headers: dict | None = None) -> tuple[object, bytes]:
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, data=data, method=method, headers=headers or {}),
+                                    timeout=5) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+    except (urllib.error.URLError, ConnectionError, OSError) as e:
+        return type(e).__name__, b""
+
+
+def _multipart(payload: bytes) -> tuple[bytes, dict]:
+    b = "ocrflowboundary"
+    body = (f"--{b}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"x.bin\"\r\n\r\n").encode() \
+        + payload + f"\r\n--{b}--\r\n".encode()
+    return body, {"Content-Type": f"multipart/form-data; boundary={b}"}
+
+
+def _tls_handshake(port: int, ca: Path, cert: tuple[Path, Path] | None) -> str:
+    ctx = ssl.create_default_context(cafile=str(ca))
+    ctx.set_alpn_protocols(["h2"])
+    if cert:
+        ctx.load_cert_chain(str(cert[0]), str(cert[1]))
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as raw, \
+                ctx.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+            tls.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes.fromhex("000000040000000000"))
+            frame = tls.recv(9)
+            return "settings" if len(frame) == 9 and frame[3] == 0x04 else f"other {frame!r}"
+    except (ssl.SSLError, ConnectionError, OSError) as e:
+        return f"refused: {type(e).__name__}"
+
+
+def test_no_port_of_the_embedded_server_serves_or_takes_data_without_credentials(tmp_path: Path) -> None:
+    _weed_or_skip()
+    with EmbeddedS3(tmp_path / "s3", bucket="secure") as server:
+        src = tmp_path / "obj.bin"
+        src.write_bytes(SECRET)
+        store = server.store()
+        store.put_file(src, "s3://secure/dir/obj.bin")
+        back = tmp_path / "back.bin"
+        store.get_file("s3://secure/dir/obj.bin", back)
+        assert back.read_bytes() == SECRET  # S3 with the session's keys works
+        assert server.pid is not None
+        ports = _listening_ports(server.pid)
+        assert server.ports["s3.port"] in ports and len(ports) >= 6
+        grpc_ports = {p for name, p in server.ports.items() if name.endswith(".grpc")} & ports
+        assert len(grpc_ports) >= 4
+        master = server.ports["master.port"]
+        assert _http("GET", f"http://127.0.0.1:{master}/dir/assign")[0] == 404  # no file ids for anyone
+        fid = "3,01637037d6"  # a syntactically valid file id for the volume server's write path
+        leaks = []
+        for port in sorted(ports - grpc_ports):
+            base = f"http://127.0.0.1:{port}"
+            for method, path, data, headers in (
+                    ("GET", "/buckets/secure/dir/obj.bin", None, None),
+                    ("GET", "/secure/dir/obj.bin", None, None),
+                    ("PUT", "/buckets/secure/evil.bin", b"evil", None),
+                    ("POST", "/buckets/secure/", *_multipart(b"evil")),
+                    ("POST", "/submit", *_multipart(b"evil")),
+                    ("POST", f"/{fid}", *_multipart(b"evil"))):
+                status, body = _http(method, base + path, data, headers)
+                if SECRET[:12] in body or status in (200, 201, 204) and method != "GET":
+                    leaks.append(f"{method} :{port}{path} -> {status} {body[:60]!r}")
+        assert not leaks, "unauthenticated access:\n" + "\n".join(leaks)
+        assert [o.uri for o in store.list("s3://secure")] == ["s3://secure/dir/obj.bin"]  # nothing was written
+        assert server.log_path is not None
+        run_dir = server.log_path.parent  # security.toml and the per-start PKI live beside the log
+        ca, cert = run_dir / "pki" / "ca.crt", (run_dir / "pki" / "node.crt", run_dir / "pki" / "node.key")
+        for port in sorted(grpc_ports):
+            assert _tls_handshake(port, ca, None).startswith("refused"), port  # no client certificate
+            assert _tls_handshake(port, ca, cert) == "settings", port  # the control: mTLS works
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:  # plaintext gRPC
+                raw.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes.fromhex("000000040000000000"))
+                raw.settimeout(5)
+                try:
+                    got = raw.recv(9)
+                except OSError:
+                    got = b""
+                assert not (len(got) == 9 and got[3] == 0x04), f"plaintext HTTP/2 accepted on {port}"
