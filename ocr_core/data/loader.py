@@ -118,8 +118,12 @@ def collate_batch(batch: Sequence[Any]) -> Any:
     """Collate samples (lists from ``KeepKeys``, or dicts) field by field.
 
     Arrays of equal shape and dtype are stacked into one tensor; numbers become a tensor;
-    anything else (polygons of different sizes, strings) stays a list per field.
+    anything else (polygons of different sizes, strings) stays a list per field. ``None`` samples
+    (an evaluation sample that could not be read) are dropped; a batch of only those is ``None``.
     """
+    batch = [sample for sample in batch if sample is not None]  # unreadable eval samples (counted by evaluate)
+    if not batch:
+        return None
     first = batch[0]
     if isinstance(first, (list, tuple)):
         return [_collate_field([sample[i] for sample in batch]) for i in range(len(first))]

@@ -133,8 +133,12 @@ class OCRDataset(Dataset):
             if self._logged_rejections < _MAX_LOGGED_REJECTIONS:
                 self._logged_rejections += 1
                 logger.warning("%s: sample skipped: %s", where, reason)
+            if self.mode != "train":
+                # evaluation: no stand-in (the next sample would be scored twice); the collate drops
+                # the None and ``evaluate`` reports how many samples it could not read
+                return None
             if attempt < self.max_retries:
-                cur = random.randrange(n) if self.mode == "train" else (cur + 1) % n
+                cur = random.randrange(n)
         self.stats["retries_exhausted"] += 1
         raise DataError(
             f"{type(self).__name__}: {self.max_retries + 1} samples in a row were rejected, starting at "

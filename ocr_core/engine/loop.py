@@ -295,7 +295,9 @@ def evaluate(
 ) -> dict[str, float]:
     """Evaluate on this rank's shard, all-reduce the metric counters, return the metric dict.
 
-    Adds ``fps`` = images / seconds spent in the model forward (as PaddleOCR reports it).
+    Adds ``fps`` = images / seconds spent in the model forward (as PaddleOCR reports it), and
+    ``skipped`` = samples of the eval set that could not be read (excluded from the metric, never
+    replaced by another sample) when there are any.
     """
     modes = [(m, m.training) for m in model.modules()]  # restored per module (frozen BN stays frozen)
     model.eval()
@@ -305,6 +307,8 @@ def evaluate(
     bar = progress(loader, desc="eval", unit="batch", disable=not show_progress)
     try:
         for batch in bar:
+            if batch is None:  # every sample of this batch was unreadable
+                continue
             batch = to_device(batch, device, channels_last)
             t0 = time.perf_counter()
             with autocast_context(device, amp, amp_dtype):
@@ -324,12 +328,22 @@ def evaluate(
                 on_batch(host_batch, post)
     finally:
         bar.close()
-    counters = all_reduce_sum({**metric.counters(), "_frames": frames, "_forward_time": forward_time}, device)
+    sampler = getattr(loader, "sampler", None)
+    if getattr(loader, "drop_last", False) or sampler is None or not hasattr(sampler, "__len__"):
+        expected = frames  # no way to tell dropped-by-design from unreadable: report none
+    else:
+        expected = len(sampler)
+    counters = all_reduce_sum({**metric.counters(), "_frames": frames, "_forward_time": forward_time,
+                               "_expected": expected}, device)
     frames_all = counters.pop("_frames")
     forward_all = counters.pop("_forward_time")
+    skipped = int(counters.pop("_expected") - frames_all)
     metric.set_counters(counters)
     result = dict(metric.get_metric())
     result["fps"] = frames_all / forward_all if forward_all > 0 else 0.0
+    if skipped > 0:
+        result["skipped"] = float(skipped)
+        log.warning("evaluation: %d sample(s) could not be read and were excluded from the metric", skipped)
     for m, mode in modes:
         m.training = mode
     return result

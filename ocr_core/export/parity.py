@@ -120,14 +120,17 @@ def onnx_metric(cfg: dict[str, Any], onnx_path: str | Path, limit: Optional[int]
     if mtype == "det":
         det = DetPredictor(onnx_path)
         for i in range(n):
-            img, polys, ignore = dataset[i][:3]
+            sample = dataset[i]
+            if sample is None:  # unreadable: excluded, as the eager evaluation excludes it
+                continue
+            img, polys, ignore = sample[:3]
             res = det(img)
             metric([res], [None, None, [np.asarray(polys)], [np.asarray(ignore)]])
     else:
         rec = RecPredictor(onnx_path, dynamic_width=False, batch_size=32)
         chars = ["blank", *meta[md.PREFIX + "character"]]
-        samples = [dataset[i] for i in range(n)]
-        for start in range(0, n, 32):
+        samples = [s for s in (dataset[i] for i in range(n)) if s is not None]
+        for start in range(0, len(samples), 32):
             chunk = samples[start:start + 32]
             preds = rec([s[0] for s in chunk])
             labels = []

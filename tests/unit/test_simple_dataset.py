@@ -108,7 +108,8 @@ def test_retries_are_bounded_and_clear(data, monkeypatch):
     (data / "R.txt").write_text("i0.png\tbad\ni1.png\tboom\ni2.png\tfine\n", encoding="utf-8")
     ev = SimpleDataSet(data_dir=str(data / "data"), label_file_list=str(data / "R.txt"), mode="eval",
                        transforms=[{"_RejectLabels": {"bad": ["bad"]}}])
-    assert ev[0]["label"] == "fine"  # eval: next index, twice
+    assert ev[0] is None and ev[1] is None  # eval: no stand-in (the next sample would count twice)
+    assert ev[2]["label"] == "fine"
     assert ev.stats["rejected"] == 2
     every = [f"a{i}" for i in range(10)]
     tr = SimpleDataSet(data_dir=str(data / "data"), label_file_list=str(data / "A.txt"), mode="train",
@@ -121,7 +122,51 @@ def test_retries_are_bounded_and_clear(data, monkeypatch):
     # a missing image is a rejection, not a crash
     (data / "X.txt").write_text("gone.png\tx\ni0.png\ty\n", encoding="utf-8")
     ds = SimpleDataSet(data_dir=str(data / "data"), label_file_list=str(data / "X.txt"), mode="eval")
-    assert ds[0]["label"] == "y"
+    assert ds[0] is None and ds[1]["label"] == "y"
+    tr = SimpleDataSet(data_dir=str(data / "data"), label_file_list=str(data / "X.txt"), mode="train")
+    assert tr[0]["label"] == "y"  # training resamples
+
+
+def test_evaluation_excludes_and_counts_unreadable_samples(data):
+    """Issue #15 item 7: 2 eval samples, one unreadable -> scored on 1 (acc 0.5 before: 1 of 1, not
+    the readable one twice), and ``skipped`` says 1."""
+    from ocr_core.engine.loop import evaluate
+
+    (data / "E.txt").write_text("gone.png\tx\ni3.png\ty\ni4.png\tz\n", encoding="utf-8")
+    cfg = {"Eval": {"dataset": {"name": "SimpleDataSet", "data_dir": str(data / "data"),
+                                "label_file_list": [str(data / "E.txt")],
+                                "transforms": [{"DecodeImage": {"img_mode": "BGR"}},
+                                               {"KeepKeys": {"keep_keys": ["image", "label"]}}]},
+                    "loader": {"batch_size_per_card": 2, "shuffle": False, "num_workers": 0}}}
+    _, loader, _ = build_dataloader(cfg, "Eval")
+
+    class Model(torch.nn.Module):
+        def forward(self, x):
+            return {"maps": x.float().mean(dim=(1, 2, 3))}
+
+    class Seen:
+        main_indicator = "n"
+
+        def reset(self):
+            self.labels = []
+
+        def __call__(self, post, batch):
+            self.labels += list(batch[1])
+
+        def counters(self):
+            return {"n": float(len(self.labels))}
+
+        def set_counters(self, c):
+            self.total = c["n"]
+
+        def get_metric(self):
+            return {"n": self.total}
+
+    metric = Seen()
+    out = evaluate(Model(), loader, lambda preds, shapes: preds, metric, device=torch.device("cpu"),
+                   model_type="rec", show_progress=False)
+    assert metric.labels == ["y", "z"]  # each readable sample once
+    assert out["n"] == 2 and out["skipped"] == 1
 
 
 class _Marker:
