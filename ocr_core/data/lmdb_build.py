@@ -123,6 +123,7 @@ def build_lmdb(
     out_dir = os.path.abspath(out_dir)
     if os.path.exists(out_dir) and not overwrite:
         raise DataError(f"{out_dir}: already exists (pass overwrite=True / --overwrite to replace it)")
+    _check_replaceable(out_dir, data_dir, files)
     stats = LmdbBuildStats(out_dir=out_dir)
     samples = _samples(files, data_dir, delimiter, charset, max_text_length, stats)
     parent = os.path.dirname(out_dir)
@@ -171,6 +172,30 @@ def build_lmdb(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return stats
+
+
+LMDB_FILES = frozenset({"data.mdb", "lock.mdb"})
+
+
+def _inside(path: str, root: str) -> bool:
+    path, root = os.path.realpath(path), os.path.realpath(root)
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def _check_replaceable(out_dir: str, data_dir: str, files: Sequence[str]) -> None:
+    """``out_dir`` may be written (and, with overwrite, replaced) only if it holds no input and, when it
+    exists, nothing but an LMDB database: ``--out`` pointed at a dataset must never delete it."""
+    inputs = [data_dir, *files]
+    clash = [p for p in inputs if p and _inside(p, out_dir)]
+    if clash:
+        raise DataError(f"{out_dir}: holds the inputs ({clash[0]}); write the LMDB somewhere else")
+    if os.path.isdir(out_dir):
+        other = sorted(set(os.listdir(out_dir)) - LMDB_FILES)
+        if other:
+            raise DataError(f"{out_dir}: not an LMDB directory ({len(other)} other entr{'y' if len(other) == 1 else 'ies'}, "
+                            f"e.g. {other[0]}); --overwrite replaces only a directory holding data.mdb/lock.mdb")
+    elif os.path.exists(out_dir):
+        raise DataError(f"{out_dir}: exists and is not a directory")
 
 
 def _move_into_place(tmp: str, out_dir: str) -> None:

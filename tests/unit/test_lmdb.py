@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import cv2
 import lmdb
@@ -121,3 +122,26 @@ def test_map_grows_from_tiny_size(tmp_path):
     assert stats.map_resizes >= 2 and stats.map_size > total
     ds = LMDBDataSet(data_dir=str(tmp_path / "db"), mode="eval")
     assert [ds.read_sample(i)[0] == (data / f"w{i}.png").read_bytes() for i in range(10)] == [True] * 10
+
+
+def test_overwrite_never_deletes_the_inputs(tmp_path):
+    """Issue #15 item 6: --out pointed at the dataset, or at any non-LMDB directory, is refused."""
+    data = tmp_path / "data"
+    (data / "images").mkdir(parents=True)
+    ok, buf = cv2.imencode(".png", np.full((8, 16, 3), 200, np.uint8))
+    (data / "images" / "w.png").write_bytes(buf.tobytes())
+    label = data / "label.txt"
+    label.write_text("images/w.png\tabc\n", encoding="utf-8")
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    with pytest.raises(DataError, match="holds the inputs"):
+        build_lmdb(str(label), str(data), str(data), overwrite=True)
+    other = tmp_path / "notes"
+    other.mkdir()
+    (other / "keep.txt").write_text("mine")
+    with pytest.raises(DataError, match="not an LMDB directory"):
+        build_lmdb(str(label), str(data), str(other), overwrite=True)
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == sorted(before + [Path("notes"),
+                                                                                        Path("notes/keep.txt")])
+    out = tmp_path / "lmdb"
+    assert build_lmdb(str(label), str(data), str(out)).samples == 1
+    assert build_lmdb(str(label), str(data), str(out), overwrite=True).samples == 1  # an LMDB of ours: replaced
