@@ -2,8 +2,10 @@
 
 Framework-free (numpy, OpenCV, pyclipper, shapely; torch is never imported) so eval,
 inference, ONNX and TensorRT runners share the same pure functions:
-:func:`boxes_from_bitmap`, :func:`polygons_from_bitmap`, :func:`unclip`,
-:func:`get_mini_boxes`, :func:`box_score_fast`, :func:`box_score_slow`.
+:func:`boxes_from_bitmap`, :func:`polygons_from_bitmap` (batched, in ``db_boxes.py``: the same
+boxes as PaddleOCR in ~1/2.5 of its time, see ``bench/postprocess.py``) and the per-box
+reference steps :func:`unclip`, :func:`get_mini_boxes`, :func:`box_score_fast`,
+:func:`box_score_slow`.
 """
 
 from __future__ import annotations
@@ -16,9 +18,9 @@ import pyclipper
 from shapely.geometry import Polygon
 
 from ocr_core.errors import ConfigError
-from ocr_core.postprocess import POSTPROCESS
+from ocr_core.postprocess import POSTPROCESS, db_boxes
 
-MIN_SIZE = 3  # hard-coded in PaddleOCR; the unclipped box must reach MIN_SIZE + 2
+MIN_SIZE = db_boxes.MIN_SIZE
 
 
 def _to_numpy(x: Any) -> np.ndarray:
@@ -78,35 +80,6 @@ def unclip(box: np.ndarray, unclip_ratio: float) -> list[np.ndarray]:
     return [np.array(piece, dtype=np.int64).reshape(-1, 2) for piece in offset.Execute(distance)]
 
 
-def _rescale(box: np.ndarray, width: int, height: int, dest_width: float, dest_height: float) -> np.ndarray:
-    # Keep the input dtype like PaddleOCR: float32 quads divide in float32, integer polygons
-    # (from pyclipper) in float64; that decides .5 ties in the rounding.
-    box = np.asarray(box)
-    x = np.clip(np.round(box[:, 0] / width * np.float64(dest_width)), 0, dest_width)
-    y = np.clip(np.round(box[:, 1] / height * np.float64(dest_height)), 0, dest_height)
-    return np.stack([x, y], axis=1).astype(np.int32)
-
-
-def _unclipped(points: np.ndarray, unclip_ratio: float) -> tuple[np.ndarray, np.ndarray] | None:
-    """The unclipped region of ``points`` and its min-area box, or None (PaddleOCR drops the
-    candidate) when unclipping gives more or less than one piece or a box thinner than
-    ``MIN_SIZE + 2``."""
-    pieces = unclip(points, unclip_ratio)
-    if len(pieces) != 1:
-        return None
-    box, sside = get_mini_boxes(pieces[0])
-    if sside < MIN_SIZE + 2:
-        return None
-    return pieces[0], box
-
-
-def _find_contours(bitmap: np.ndarray) -> list[np.ndarray]:
-    contours, _ = cv2.findContours(
-        (np.asarray(bitmap) > 0).astype(np.uint8) * 255, cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE
-    )
-    return list(contours)
-
-
 def boxes_from_bitmap(
     pred: np.ndarray,
     bitmap: np.ndarray,
@@ -117,7 +90,7 @@ def boxes_from_bitmap(
     max_candidates: int = 1000,
     score_mode: str = "fast",
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Quadrilaterals from a binary map.
+    """Quadrilaterals from a binary map (batched: :func:`db_boxes.quads_from_bitmap`).
 
     Args:
         pred: ``[H, W]`` probability map.
@@ -125,24 +98,12 @@ def boxes_from_bitmap(
         dest_width, dest_height: Source image size the boxes are rescaled to.
 
     Returns:
-        ``(boxes int32 [N, 4, 2], scores float32 [N])``.
+        ``(boxes int32 [N, 4, 2], scores float32 [N])``, the boxes PaddleOCR's per-contour loop
+        (``get_mini_boxes``, ``box_score_*``, ``unclip`` above) produces.
     """
-    height, width = bitmap.shape
-    boxes, scores = [], []
-    for contour in _find_contours(bitmap)[:max_candidates]:
-        points, sside = get_mini_boxes(contour)
-        if sside < MIN_SIZE:
-            continue
-        score = box_score_fast(pred, points) if score_mode == "fast" else box_score_slow(pred, contour)
-        if box_thresh > score:
-            continue
-        grown = _unclipped(points, unclip_ratio)
-        if grown is None:
-            continue
-        boxes.append(_rescale(grown[1], width, height, dest_width, dest_height))
-        scores.append(score)
-    out = np.array(boxes, dtype=np.int32).reshape(-1, 4, 2)
-    return out, np.array(scores, dtype=np.float32)
+    return db_boxes.quads_from_bitmap(
+        pred, bitmap, dest_width, dest_height, box_thresh, unclip_ratio, max_candidates, score_mode
+    )
 
 
 def polygons_from_bitmap(
@@ -159,22 +120,9 @@ def polygons_from_bitmap(
     Returns:
         ``(list of int32 [K, 2] polygons, scores float32 [N])``.
     """
-    height, width = bitmap.shape
-    boxes, scores = [], []
-    for contour in _find_contours(bitmap)[:max_candidates]:
-        epsilon = 0.002 * cv2.arcLength(contour, True)
-        points = cv2.approxPolyDP(contour, epsilon, True).reshape(-1, 2)
-        if points.shape[0] < 4:
-            continue
-        score = box_score_fast(pred, points)
-        if box_thresh > score:
-            continue
-        grown = _unclipped(points, unclip_ratio)
-        if grown is None:
-            continue
-        boxes.append(_rescale(grown[0], width, height, dest_width, dest_height))
-        scores.append(score)
-    return boxes, np.array(scores, dtype=np.float32)
+    return db_boxes.polygons_from_bitmap(
+        pred, bitmap, dest_width, dest_height, box_thresh, unclip_ratio, max_candidates
+    )
 
 
 @POSTPROCESS.register()
@@ -213,11 +161,11 @@ class DBPostProcess:
     def __call__(self, preds: dict[str, Any], shape_list: Any) -> list[dict[str, Any]]:
         pred = _to_numpy(preds["maps"])[:, 0, :, :]
         shapes = _to_numpy(shape_list).reshape(pred.shape[0], -1)
-        segmentation = pred > self.thresh
+        segmentation = np.ascontiguousarray(pred > self.thresh)
         results = []
         for i in range(pred.shape[0]):
             src_h, src_w = float(shapes[i][0]), float(shapes[i][1])
-            mask = segmentation[i].astype(np.uint8)
+            mask = segmentation[i].view(np.uint8)  # 0/1, no copy
             if self.dilation_kernel is not None:
                 mask = cv2.dilate(mask, self.dilation_kernel)
             boxes: Any

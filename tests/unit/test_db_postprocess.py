@@ -192,3 +192,92 @@ def test_distillation_post_process_and_registry():
     assert "DBPostProcess" in POSTPROCESS
     with pytest.raises(ConfigError, match="score_mode"):
         build_post_process({"PostProcess": {"name": "DBPostProcess", "score_mode": "medium"}})
+
+
+# --- the batched implementation against the per-box reference (PaddleOCR's loop, written with
+# the scalar functions above), on maps with many touching, tiny and rotated regions.
+
+
+def _reference(pred, bitmap, dest_w, dest_h, box_thresh, ratio, box_type, score_mode):
+    h, w = bitmap.shape
+    contours, _ = cv2.findContours(bitmap.astype(np.uint8) * 255, cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
+    out = []
+    for contour in contours[:1000]:
+        if box_type == "poly":
+            points = cv2.approxPolyDP(contour, 0.002 * cv2.arcLength(contour, True), True).reshape(-1, 2)
+            if points.shape[0] < 4:
+                continue
+            score = box_score_fast(pred, points)
+        else:
+            points, sside = get_mini_boxes(contour)
+            if sside < 3:
+                continue
+            score = box_score_fast(pred, points) if score_mode == "fast" else box_score_slow(pred, contour)
+        if box_thresh > score:
+            continue
+        pieces = unclip(points, ratio)
+        if len(pieces) != 1:
+            continue
+        box, sside = get_mini_boxes(pieces[0])
+        if sside < 5:
+            continue
+        pts = box if box_type == "quad" else pieces[0]
+        x = np.clip(np.round(pts[:, 0] / w * np.float64(dest_w)), 0, dest_w)
+        y = np.clip(np.round(pts[:, 1] / h * np.float64(dest_h)), 0, dest_h)
+        out.append((np.stack([x, y], 1).astype(np.int32), score))
+    return out
+
+
+def _busy_map(seed, h=150, w=210):
+    """Word-like regions on text lines (some touching), background noise crossing the threshold
+    in specks, a few low-score regions."""
+    rng = np.random.default_rng(seed)
+    prob = cv2.resize(rng.random((h // 3, w // 3), dtype=np.float32) * 0.34, (w, h))
+    y = 4.0
+    while y < h - 12:
+        line_h, x = rng.uniform(4, 14), rng.uniform(0, 10)
+        while x < w - 10:
+            width = rng.uniform(3, 50)
+            rect = ((x + width / 2, y + line_h / 2), (width, line_h), rng.uniform(-8, 8))
+            cv2.fillPoly(prob, [np.round(cv2.boxPoints(rect)).astype(np.int32)], float(rng.uniform(0.45, 0.97)))
+            x += width + rng.uniform(4, 15)
+        y += line_h + rng.uniform(6, 12)
+    return cv2.GaussianBlur(prob, (3, 3), 0.8)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize(("box_type", "score_mode", "dilate"), [
+    ("quad", "fast", False), ("quad", "fast", True), ("quad", "slow", False), ("poly", "fast", False),
+    ("poly", "fast", True)])
+def test_batched_boxes_equal_the_per_box_reference(seed, box_type, score_mode, dilate):
+    pred = _busy_map(seed)
+    dest = (333.0, 251.0)  # source w, h: rescaling rounds
+    post = DBPostProcess(box_thresh=0.6, unclip_ratio=1.5, box_type=box_type, score_mode=score_mode,
+                         use_dilation=dilate)
+    got = post({"maps": pred[None, None]}, np.array([[dest[1], dest[0], 1.0, 1.0]]))[0]
+    bitmap = (pred > 0.3).astype(np.uint8)
+    if dilate:
+        bitmap = cv2.dilate(bitmap, np.ones((2, 2), np.uint8))
+    want = _reference(pred, bitmap, dest[0], dest[1], 0.6, 1.5, box_type, score_mode)
+    assert len(want) >= 5  # the map really exercises the loop
+    assert len(got["points"]) == len(want)
+    for found, (expected, _) in zip(got["points"], want):
+        np.testing.assert_array_equal(found, expected)
+    np.testing.assert_allclose(got["scores"], [s for _, s in want], rtol=1e-6)
+
+
+def test_prefilter_keeps_every_box_the_reference_keeps():
+    # 3x3 and 4x4 squares, thin diagonal bars: around the short-side limit of 3 pixels
+    prob = np.zeros((60, 80), np.float32)
+    for x, size in [(2, 3), (10, 4), (20, 5), (30, 6)]:
+        prob[5 : 5 + size, x : x + size] = 0.9
+    cv2.line(prob, (40, 40), (75, 55), 0.9, 3)
+    cv2.line(prob, (5, 55), (30, 30), 0.9, 4)
+    bitmap = (prob > 0.3).astype(np.uint8)
+    for box_type in ("quad", "poly"):
+        got = DBPostProcess(box_thresh=0.5, unclip_ratio=1.5, box_type=box_type)(
+            {"maps": prob[None, None]}, np.array([[60.0, 80.0, 1.0, 1.0]]))[0]
+        want = _reference(prob, bitmap, 80.0, 60.0, 0.5, 1.5, box_type, "fast")
+        assert len(got["points"]) == len(want) >= 3
+        for found, (expected, _) in zip(got["points"], want):
+            np.testing.assert_array_equal(found, expected)
