@@ -44,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
     import cv2
     import numpy as np
 
+    from ocr_core.data import image_io
     from ocr_core.inference.predictors import RecPredictor, TextSystem, draw_results, load_predictor
 
     extra = {"det_algorithm": args.det_algorithm} if args.det_algorithm else {}
@@ -59,7 +60,10 @@ def run(args: argparse.Namespace) -> int:
         out_dir.mkdir(parents=True, exist_ok=True)
     all_results = []
     for path in _images(Path(args.image)):
-        img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        try:
+            img = image_io.read(path, cv2.IMREAD_COLOR)
+        except image_io.ImageTooLarge as exc:
+            raise DataError(str(exc)) from exc
         if img is None:
             raise DataError(f"cannot decode image {path}")
         if system is not None:

@@ -162,8 +162,12 @@ def inside_fraction(quad: Any, width: int, height: int) -> float:
 def _read_image(path: str) -> np.ndarray:
     import cv2
 
-    buf = np.fromfile(path, dtype=np.uint8)
-    img = cv2.imdecode(buf, cv2.IMREAD_COLOR) if buf.size else None
+    from ocr_core.data import image_io
+
+    try:
+        img = image_io.read(path, cv2.IMREAD_COLOR)
+    except image_io.ImageTooLarge as exc:
+        raise DataError(str(exc)) from exc
     if img is None:
         raise DataError(f"{path}: cannot decode image")
     return img

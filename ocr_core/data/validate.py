@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 from shapely.geometry import Polygon
 
+from ocr_core.data import image_io
 from ocr_core.data.charset import format_char_counts, measure_coverage, unknown_chars
 from ocr_core.data.dataset_stats import BOX_BINS, LEN_BINS, SIDE_BINS, DatasetStats, bin_of, ordered_hist
 from ocr_core.data.label_io import (
@@ -84,7 +85,10 @@ def read_image_size(path: str) -> tuple[int, int]:
         buf = np.fromfile(path, dtype=np.uint8)
     except OSError as exc:
         raise LineError("missing_image", f"image cannot be read: {path} ({exc})") from exc
-    img = cv2.imdecode(buf, cv2.IMREAD_COLOR) if buf.size else None
+    try:
+        img = image_io.decode(buf, cv2.IMREAD_COLOR) if buf.size else None
+    except image_io.ImageTooLarge as exc:
+        raise LineError("too_large", f"{path}: {exc}") from exc
     if img is None:
         raise LineError("bad_image", f"image cannot be decoded: {path}")
     return int(img.shape[0]), int(img.shape[1])

@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 import torch
 
+from ocr_core.data import image_io
 from ocr_core.engine.distributed import unwrap
 from ocr_core.engine.loop import autocast_context
 from ocr_core.errors import ConfigError, DataError
@@ -89,7 +90,7 @@ def infer(run: Any, images: list[Path], out_dir: Path) -> list[dict[str, Any]]:
             scores = post[0].get("scores", [])
             entry = {"image": str(path), "boxes": [np.asarray(b).tolist() for b in boxes],
                      "scores": [float(s) for s in scores]}
-            img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+            img = image_io.read(path, cv2.IMREAD_COLOR)  # already decoded once: within the limit
             if img is not None:
                 cv2.imwrite(str(out_dir / f"det_res_{path.stem}.png"), draw_polys(img, boxes))
         else:

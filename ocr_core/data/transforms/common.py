@@ -8,8 +8,8 @@ from typing import Any, Optional, Union
 import cv2
 import numpy as np
 
-from ocr_core.data import TRANSFORMS
-from ocr_core.errors import ConfigError
+from ocr_core.data import TRANSFORMS, image_io
+from ocr_core.errors import ConfigError, DataError
 
 _NUMBER = r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?"
 _SCALE_RE = re.compile(rf"^\s*({_NUMBER})\s*(?:/\s*({_NUMBER})\s*)?$")
@@ -70,7 +70,10 @@ class DecodeImage:
         flag = cv2.IMREAD_GRAYSCALE if self.img_mode == "GRAY" else cv2.IMREAD_COLOR
         if self.ignore_orientation:
             flag |= cv2.IMREAD_IGNORE_ORIENTATION
-        img = cv2.imdecode(np.frombuffer(raw, dtype=np.uint8), flag)
+        try:
+            img = image_io.decode(raw, flag)
+        except image_io.ImageTooLarge as exc:  # the dataset counts it as a rejected sample
+            raise DataError(str(exc)) from exc
         if img is None:
             return None
         if self.img_mode == "GRAY":

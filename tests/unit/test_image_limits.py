@@ -1,0 +1,96 @@
+"""Decompression bombs (#15 item 5): a small file declaring a huge image is refused from its header.
+
+The fixtures are real files: a PNG that declares 20000 x 20000 (IHDR only, ~60 bytes, built by hand
+with zlib CRCs) and an ordinary small image. The limit is lowered through the environment for the
+small-image cases so no test decodes anything big.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from ocr_core.data import image_io
+from ocr_core.data.label_io import LineError
+from ocr_core.data.simple_dataset import SimpleDataSet
+from ocr_core.data.validate import read_image_size
+
+
+def bomb_png(path: Path, width: int = 20000, height: int = 20000) -> Path:
+    """A PNG whose header declares ``width x height`` (8-bit RGB); its image data is one empty row."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00"))
+                     + chunk(b"IEND", b""))
+    return path
+
+
+def small_png(path: Path, w: int = 40, h: int = 30) -> Path:
+    ok, buf = cv2.imencode(".png", np.full((h, w, 3), 128, np.uint8))
+    path.write_bytes(buf.tobytes())
+    return path
+
+
+def test_header_size_reads_the_declared_size_without_decoding(tmp_path: Path) -> None:
+    bomb = bomb_png(tmp_path / "bomb.png")
+    assert bomb.stat().st_size < 100
+    assert image_io.header_size(bomb) == (20000, 20000)
+    assert image_io.header_size(bomb.read_bytes()) == (20000, 20000)
+    assert image_io.header_size(b"not an image") is None
+
+
+def test_limit_default_env_and_off(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    bomb = bomb_png(tmp_path / "bomb.png")
+    monkeypatch.delenv(image_io.ENV, raising=False)
+    assert image_io.max_pixels() == 40_000_000
+    with pytest.raises(image_io.ImageTooLarge, match="20000x20000 = 400.0 MP, above the 40 MP limit"):
+        image_io.read(bomb)
+    small = small_png(tmp_path / "s.png")
+    monkeypatch.setenv(image_io.ENV, "1000")  # 40x30 = 1200 px > 1000
+    with pytest.raises(image_io.ImageTooLarge):
+        image_io.read(small)
+    monkeypatch.setenv(image_io.ENV, "0")
+    assert image_io.read(small).shape == (30, 40, 3)
+    monkeypatch.setenv(image_io.ENV, "lots")
+    with pytest.raises(ValueError, match="OCRFLOW_MAX_IMAGE_PIXELS must be a number"):
+        image_io.max_pixels()
+
+
+def test_validator_reports_it_as_a_line_error(tmp_path: Path) -> None:
+    with pytest.raises(LineError) as err:
+        read_image_size(str(bomb_png(tmp_path / "bomb.png")))
+    assert err.value.code == "too_large"
+
+
+def test_datasets_skip_and_count_it(tmp_path: Path) -> None:
+    bomb_png(tmp_path / "bomb.png")
+    small_png(tmp_path / "ok.png")
+    (tmp_path / "label.txt").write_text("bomb.png\tbig\nok.png\tsmall\n", encoding="utf-8")
+    ops = [{"DecodeImage": {"img_mode": "BGR"}}, {"KeepKeys": {"keep_keys": ["image", "label"]}}]
+    ev = SimpleDataSet(data_dir=str(tmp_path), label_file_list=str(tmp_path / "label.txt"), mode="eval",
+                       transforms=ops)
+    assert ev[0] is None and ev.stats["rejected"] == 1  # eval: excluded and counted
+    assert ev[1][1] == "small"
+    tr = SimpleDataSet(data_dir=str(tmp_path), label_file_list=str(tmp_path / "label.txt"), mode="train",
+                       transforms=ops, seed=0)
+    assert all(tr[0][1] == "small" for _ in range(3))  # train: another sample instead
+
+
+def test_predict_refuses_it_with_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from ocr_core.cli import main
+
+    from tests.unit.test_export_metadata import det_meta, toy_det_model
+
+    model = toy_det_model(tmp_path / "det" / "model.onnx", det_meta())
+    bomb = bomb_png(tmp_path / "bomb.png")
+    rc = main(["predict", "--model", str(model.parent), "--image", str(bomb)])
+    err = capsys.readouterr().err
+    assert rc == 2 and "Traceback" not in err
+    assert "bomb.png: image is 20000x20000 = 400.0 MP, above the 40 MP limit" in err
