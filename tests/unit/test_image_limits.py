@@ -85,7 +85,6 @@ def test_datasets_skip_and_count_it(tmp_path: Path) -> None:
 
 def test_predict_refuses_it_with_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from ocr_core.cli import main
-
     from tests.unit.test_export_metadata import det_meta, toy_det_model
 
     model = toy_det_model(tmp_path / "det" / "model.onnx", det_meta())
