@@ -18,6 +18,7 @@ import argparse
 import ast
 import importlib
 import importlib.util
+import re
 import sys
 from collections.abc import Sequence
 from importlib.metadata import entry_points
@@ -101,6 +102,37 @@ def build_parser(load_verb: str | None = None,
     return parser
 
 
+_WORKER_PREFIX = re.compile(r"^Caught \w+ in DataLoader worker process \d+\.")
+
+
+def user_message(exc: BaseException) -> str:
+    """The one-line message of a user error.
+
+    An error raised inside a DataLoader worker reaches the main process re-created by torch with
+    the worker's whole traceback as its message; the user gets the original last line (plus which
+    worker), not the traceback.
+    """
+    text = str(exc)
+    m = _WORKER_PREFIX.match(text)
+    if m is None:
+        return text
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    last = lines[-1].strip() if lines else text
+    name = type(exc).__module__ + "." + type(exc).__name__
+    for prefix in (name + ": ", type(exc).__name__ + ": "):
+        if last.startswith(prefix):
+            last = last[len(prefix):]
+            break
+    return f"{last} (in a DataLoader worker)"
+
+
+def os_error_message(exc: OSError) -> str:
+    """``path: reason`` for an OSError (both paths of a rename/link clash)."""
+    reason = exc.strerror or user_message(exc)
+    paths = [str(p) for p in (exc.filename, exc.filename2) if p is not None]
+    return f"{' -> '.join(paths)}: {reason}" if paths else reason
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``ocrflow`` console script."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -114,7 +146,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args._module.run(args) or 0)
     except OCRFlowError as exc:
-        print(f"ocrflow {args.verb}: error: {exc}", file=sys.stderr)
+        print(f"ocrflow {args.verb}: error: {user_message(exc)}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # an unwritable/clashing output path, a download target, a full disk
+        print(f"ocrflow {args.verb}: error: {os_error_message(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"ocrflow {args.verb}: interrupted", file=sys.stderr)

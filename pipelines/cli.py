@@ -80,13 +80,14 @@ def run(args: argparse.Namespace) -> int:
         run_id = submit(args.host, args.experiment, params, run_name=args.run_name, package=package)
         print(json.dumps({"run_id": run_id}))
         return 0
-    from pipelines.local_run import publish_local_weights, run_pipeline_locally
+    from pipelines.local_run import check_local_raw_data, publish_local_weights, run_pipeline_locally
     from pipelines.ocr_train_pipeline import check_arguments
     from pipelines.retrain_pipeline import run_retrain_local
 
     run_locally = run_retrain_local if args.pipeline == "retrain" else run_pipeline_locally
     params.setdefault("raw_data_uri", args.raw_data)
     check_arguments(params)  # e.g. det_recipe=cml without det_teacher_init_uri: exit 2 before anything starts
+    check_local_raw_data(params)
     if args.external_s3:
         run_locally(publish_local_weights(params, params.get("store_root", "s3://ocrflow")), args.pipeline_root)
         return 0

@@ -85,6 +85,24 @@ def run_pipeline_locally(params: Mapping[str, Any], pipeline_root: str | os.Path
             root_logger.setLevel(level)
 
 
+def check_local_raw_data(params: Mapping[str, Any]) -> None:
+    """``raw_data_uri`` given as a local path must be a directory: checked before the object store
+    or kfp.local start, so a typo is one line (exit 2), not a failed ingest task's log.
+
+    Raises:
+        DataError: naming the path.
+    """
+    from ocr_core.errors import DataError
+
+    raw = str(params.get("raw_data_uri") or "")
+    if not raw or "://" in raw:
+        return  # a published URI: the ingest step checks its manifest
+    if not Path(raw).is_dir():
+        what = "is not a directory" if Path(raw).exists() else "does not exist"
+        raise DataError(f"{raw}: raw data directory {what} (--raw-data takes a local directory or a "
+                        "published s3:// URI)")
+
+
 def display_names(pipeline: GraphComponent = ocr_train_pipeline) -> dict[str, str]:
     """Task name (``train-2``) -> display name (``fine-tune det``), from the compiled spec (sub-DAGs too)."""
     out: dict[str, str] = {}

@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from ocr_core.config import load_config, validate_config
+from ocr_core.errors import ConfigError
 
 
 def add_config_arguments(parser: argparse.ArgumentParser, required: bool = True) -> None:
@@ -17,9 +18,32 @@ def add_config_arguments(parser: argparse.ArgumentParser, required: bool = True)
                         help="override config values, e.g. -o Global.epoch_num=10 Train.loader.batch_size_per_card=4")
 
 
+def _check_section_overrides(opts: list[str]) -> None:
+    """A whole-section override (``-o Global=3``) must give a mapping: every verb indexes sections."""
+    from ocr_core.config.loader import parse_override
+
+    for item in opts:
+        try:
+            keys, value = parse_override(item)
+        except ConfigError as exc:
+            raise exc.with_file(f"-o {item}") from None
+        if len(keys) == 1 and value is not None and not isinstance(value, dict):
+            raise ConfigError(f"a section must be a mapping, got {type(value).__name__} {value!r} "
+                              f"(set one key: {keys[0]}.key=value)", keys[0], file=f"-o {item}")
+
+
 def config_from_args(args: argparse.Namespace, validate: bool = True) -> dict[str, Any]:
-    """Load ``args.config`` with ``args.opt`` overrides and validate it."""
+    """Load ``args.config`` with ``args.opt`` overrides and validate it.
+
+    Raises:
+        ConfigError: also for an empty config file (no section but ``Global``) and a whole-section
+            override that is not a mapping.
+    """
+    _check_section_overrides(list(args.opt or []))
     cfg = load_config(args.config, args.opt)
+    if args.config is not None and not any(key != "Global" for key in cfg):
+        raise ConfigError("the config has no sections besides Global (is the file empty?); "
+                          "expected Architecture, Train, Eval, ...", file=str(args.config))
     if validate:
         validate_config(cfg)
     return cfg

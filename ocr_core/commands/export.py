@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from ocr_core.commands._common import add_config_arguments, config_from_args
+from ocr_core.errors import ConfigError
 
 HELP = "Export a checkpoint to ONNX (or TensorRT) with embedded pre/post-processing."
 
@@ -32,12 +33,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="TensorRT: build with the FP16 flag")
     parser.add_argument("--max-side", type=int, default=2048, help="TensorRT det profile: largest side")
     parser.add_argument("--max-batch", type=int, default=None, help="TensorRT profile: largest batch")
+    parser.add_argument("--random", action="store_true",
+                        help="export the untrained (randomly initialised) model when no checkpoint is set")
 
 
 def run(args: argparse.Namespace) -> int:
     from ocr_core.export.checked import export_checked
+    from ocr_core.export.onnx_export import checkpoint_from_config
 
     cfg = config_from_args(args)
+    if checkpoint_from_config(cfg) is None and not args.random:
+        raise ConfigError("no checkpoint to export: set -o Global.pretrained_model=CKPT (or pass --random to "
+                          "export untrained weights on purpose)", "Global.pretrained_model", file=args.config)
     out = Path(args.out or (cfg.get("Global") or {}).get("save_inference_dir") or "inference")
     checked = export_checked(cfg, out, role=args.role, opset=args.opset, check=args.check,
                              with_metric=not args.no_metric)

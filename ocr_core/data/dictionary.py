@@ -71,7 +71,15 @@ def _read_dict_lines(path: str, mtime_ns: int) -> tuple[str, ...]:
     # Cached per (path, mtime): every label encoder / decoder of a config reads the same file.
     del mtime_ns
     with open(path, "rb") as fh:
-        return tuple(line.decode("utf-8").strip("\r\n") for line in fh.readlines())
+        raw = fh.readlines()
+    out = []
+    for n, line in enumerate(raw, 1):
+        try:
+            out.append(line.decode("utf-8").strip("\r\n"))
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"dictionary {path}:{n}: not UTF-8 ({exc.reason} at byte {exc.start})",
+                              "character_dict_path") from None
+    return tuple(out)
 
 
 def read_dict_file(path: Union[str, os.PathLike[str]]) -> list[str]:

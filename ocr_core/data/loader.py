@@ -163,6 +163,10 @@ def build_dataloader(
     if seed is None:
         seed = int(global_cfg.get("seed") or 0)
     loader_cfg = check_dataclass(LoaderConfig, section.get("loader"), f"{mode}.loader")
+    if loader_cfg.batch_size_per_card < 1:
+        raise ConfigError(f"must be >= 1, got {loader_cfg.batch_size_per_card}", f"{mode}.loader.batch_size_per_card")
+    if loader_cfg.num_workers < 0:
+        raise ConfigError(f"must be >= 0, got {loader_cfg.num_workers}", f"{mode}.loader.num_workers")
 
     ds_cfg = dict(section["dataset"])
     where = f"{mode}.dataset"

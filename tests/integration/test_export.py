@@ -165,7 +165,7 @@ def test_tensorrt_without_gpu_exits_3(tmp_path: Path, capsys: pytest.CaptureFixt
     if tensorrt_available()[0]:
         pytest.skip("TensorRT and a GPU are available here")
     out = tmp_path / "trt"
-    rc = main(["export", "-c", str(ROOT / DET_CONFIGS["ppocrv3_student"]), "--out", str(out),
+    rc = main(["export", "-c", str(ROOT / DET_CONFIGS["ppocrv3_student"]), "--out", str(out), "--random",
                "--format", "tensorrt"])
     assert rc == 3
     assert capsys.readouterr().err.strip().splitlines()[-1] == \
