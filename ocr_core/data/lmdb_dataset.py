@@ -41,12 +41,35 @@ def find_lmdb_dirs(data_dir: str) -> list[str]:
 _ENVS: dict[str, lmdb.Environment] = {}
 
 
+def check_lmdb_size(env: lmdb.Environment, path: str) -> None:
+    """Refuse a database whose ``data.mdb`` is shorter than its own meta page says.
+
+    A read-only LMDB is memory-mapped: reading a page past the end of a truncated file (a copy or
+    download cut short) kills the process with SIGBUS, with no message. The meta page (at the
+    start of the file) records the last page in use, so the size needed is known before any read.
+
+    Raises:
+        DataError: naming the file, its size and the size it needs.
+    """
+    data = os.path.join(path, "data.mdb") if os.path.isdir(path) else path
+    need = (int(env.info()["last_pgno"]) + 1) * int(env.stat()["psize"])
+    have = os.path.getsize(data)
+    if have < need:
+        raise DataError(f"{data}: truncated LMDB ({have} bytes, its pages need {need}); "
+                        "copy or rebuild the database")
+
+
 def _open(path: str) -> lmdb.Environment:
     key = os.path.realpath(path)
     env = _ENVS.get(key)
     if env is None:
-        env = _ENVS[key] = lmdb.open(key, max_readers=32, readonly=True, lock=False, readahead=False,
-                                      meminit=False)
+        env = lmdb.open(key, max_readers=32, readonly=True, lock=False, readahead=False, meminit=False)
+        try:
+            check_lmdb_size(env, key)
+        except BaseException:
+            env.close()
+            raise
+        _ENVS[key] = env
     return env
 
 
@@ -149,4 +172,4 @@ class LMDBDataSet(OCRDataset):
         return {"img_path": self._where(idx), "image": img, "label": label}
 
 
-__all__ = ["LMDBDataSet", "close_lmdb_envs", "find_lmdb_dirs"]
+__all__ = ["LMDBDataSet", "check_lmdb_size", "close_lmdb_envs", "find_lmdb_dirs"]
