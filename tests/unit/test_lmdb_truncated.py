@@ -58,7 +58,6 @@ def test_truncated_lmdb_is_a_clear_error(tmp_path):
 
 
 def test_truncated_lmdb_through_the_cli(tmp_path):
-
     out = _make_lmdb(tmp_path, n=30)
     data = out / "data.mdb"
     with open(data, "r+b") as fh:
