@@ -108,7 +108,10 @@ def prepare(cfg: dict[str, Any], mode: str = "train") -> Run:
     g = parse_global(cfg)
     dist_info = init_distributed(g.device, g.use_gpu)
     save_dir = Path(g.save_model_dir)
-    setup_logger(save_dir / ("train.log" if mode == "train" else f"{mode}.log"), dist_info.rank)
+    # eval/infer log beside an existing training output only: they never create save_model_dir (a
+    # shipped config's ./output/... would appear wherever they run)
+    log_file = save_dir / ("train.log" if mode == "train" else f"{mode}.log")
+    setup_logger(log_file if mode == "train" or save_dir.is_dir() else None, dist_info.rank)
     if g.num_threads:
         torch.set_num_threads(g.num_threads)
     seed_everything(g.seed + dist_info.rank)
