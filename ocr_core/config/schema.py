@@ -46,8 +46,8 @@ class GlobalConfig:
     save_res_path: str | None = None
     distributed: bool = False
     d2s_train_image_shape: list[int] | None = None
-    use_amp: bool = False
-    amp_dtype: str = "float16"
+    use_amp: bool | None = None  # None = auto (engine/fast_path.py): on where the hardware has fast bf16/fp16
+    amp_dtype: str | None = None  # None = auto: bfloat16 (CPU, CUDA >= 8.0), else float16
     amp_level: str = "O1"
     scale_loss: float = 1024.0
     use_dynamic_loss_scaling: bool = True
@@ -59,7 +59,7 @@ class GlobalConfig:
     use_space_char: bool = False
     seed: int = 1024
     num_threads: int | None = None
-    channels_last: bool = False
+    channels_last: bool | None = None  # None = auto (engine/fast_path.py): on for CPU and CUDA
     grad_accum_steps: int = 1  # optimizer step every N batches (DDP all-reduces once per step)
     max_steps: int | None = None  # stop after this many iterations (smoke runs, benchmarks)
     # stop at the first step boundary after this much training wall time (budgeted runs); the run then

@@ -137,7 +137,8 @@ def _rank_world() -> tuple[int, int]:
 
 
 def build_dataloader(
-    cfg: dict[str, Any], mode: str, distributed: bool = False, seed: Optional[int] = None
+    cfg: dict[str, Any], mode: str, distributed: bool = False, seed: Optional[int] = None,
+    pin_memory: bool = False, persistent_workers: Optional[bool] = None,
 ) -> tuple[Dataset, DataLoader, Sampler[int]]:
     """Build ``(dataset, loader, sampler)`` for ``cfg[mode]``.
 
@@ -146,6 +147,10 @@ def build_dataloader(
         mode: ``"Train"`` or ``"Eval"``.
         distributed: Shard across ``torch.distributed`` ranks.
         seed: Base seed (default ``Global.seed``); also given to the dataset unless it sets one.
+        pin_memory: Page-locked batches (the engine sets it for CUDA runs).
+        persistent_workers: Overrides ``loader.persistent_workers`` when not None (the engine keeps
+            Eval workers alive across evaluations on CUDA; Train keeps the config's choice, since
+            per-epoch worker re-seeding needs fresh workers).
 
     Raises:
         ConfigError: for a missing/invalid section, naming the key path.
@@ -196,7 +201,7 @@ def build_dataloader(
         import cv2
 
         cv2.setNumThreads(0)
-    persistent = loader_cfg.persistent_workers and workers > 0
+    persistent = (loader_cfg.persistent_workers if persistent_workers is None else persistent_workers) and workers > 0
     if persistent and getattr(dataset, "need_reset", False):
         # worker copies of the dataset would keep the first epoch's ratio_list subset
         logger.warning("%s: persistent_workers disabled because ratio_list < 1 redraws samples per epoch", mode)
@@ -211,6 +216,7 @@ def build_dataloader(
         num_workers=workers,
         collate_fn=collate_batch,
         persistent_workers=persistent,
+        pin_memory=pin_memory,
         generator=generator,
         worker_init_fn=seed_worker,
     )

@@ -30,6 +30,7 @@ from ocr_core.config import dump_config, load_charset, model_type_of, parse_glob
 from ocr_core.config.schema import GlobalConfig, OptimizerConfig
 from ocr_core.data.loader import build_dataloader, set_loader_epoch
 from ocr_core.engine.distributed import DistInfo, all_reduce_sum, barrier, cleanup, init_distributed, unwrap
+from ocr_core.engine.fast_path import apply_fast_path
 from ocr_core.engine.loop import StepSettings, StepState, evaluate, train_one_epoch
 from ocr_core.engine.optim import build_optimizer
 from ocr_core.engine.resume import adapt_pretrained_state, load_for_run, save
@@ -117,15 +118,12 @@ def prepare(cfg: dict[str, Any], mode: str = "train") -> Run:
     seed_everything(g.seed + dist_info.rank)
     model_type = model_type_of(cfg)
     charset = load_charset(cfg)
+    g, fast = apply_fast_path(g, dist_info.device)  # use_amp/channels_last: auto -> concrete
     model = create_model(cfg).to(dist_info.device)
     if g.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    amp_dtype = torch.float16 if g.amp_dtype in ("float16", "fp16") else torch.bfloat16
-    if g.use_amp and dist_info.device.type == "cpu" and amp_dtype == torch.float16:
-        log.warning("float16 autocast is not supported on CPU; using bfloat16")
-        amp_dtype = torch.bfloat16
     run = Run(cfg=cfg, g=g, dist=dist_info, model=model, model_type=model_type, charset=charset,
-              amp_dtype=amp_dtype, save_dir=save_dir)
+              amp_dtype=fast.amp_dtype, save_dir=save_dir)
     if cfg.get("PostProcess"):
         run.post_process = build_post_process(cfg)
     if cfg.get("Metric"):
@@ -134,15 +132,16 @@ def prepare(cfg: dict[str, Any], mode: str = "train") -> Run:
 
 
 def _build_loaders(run: Run, with_train: bool) -> None:
-    seed = run.g.seed
+    seed, cuda = run.g.seed, run.dist.device.type == "cuda"  # CUDA: pinned batches, eval workers kept
     if with_train:
         run.train_dataset, run.train_loader, run.train_sampler = build_dataloader(
-            run.cfg, "Train", distributed=run.dist.enabled, seed=seed)
+            run.cfg, "Train", distributed=run.dist.enabled, seed=seed, pin_memory=cuda)
         if len(run.train_loader) == 0:
             raise ConfigError("the training set yields no batch (too few samples for batch size with "
                               "drop_last?)", "Train.loader")
     if run.cfg.get("Eval"):
-        _, run.eval_loader, _ = build_dataloader(run.cfg, "Eval", distributed=run.dist.enabled, seed=seed)
+        _, run.eval_loader, _ = build_dataloader(run.cfg, "Eval", distributed=run.dist.enabled, seed=seed,
+                                                 pin_memory=cuda, persistent_workers=True if cuda else None)
 
 
 def _eval_due(g: GlobalConfig, step: int) -> bool:
