@@ -154,6 +154,8 @@ def ocr_train_pipeline(
                                   init_keys=DET_STUDENT_INIT_KEYS, recipe_overrides=DISTILL_RECIPE_OVERRIDES,
                                   **common), "train det student (CML)")
         student_x = _platform(extract(model=student.outputs["model"], role="Student"), "extract student")
+    for t in (rec_train, finetune, teacher, student):  # namespace "" launches jobs where the step runs
+        kubernetes.use_field_path_as_env(t, env_name="POD_NAMESPACE", field_path="metadata.namespace")
     # a parameter OneOf: kfp.local 2.17 cannot join artifacts (components/adopt_model.py says why)
     det_model = _platform(adopt_model(uri=dsl.OneOf(finetune.outputs["Output"], student_x.outputs["Output"])),
                           "det model (fine-tuned | CML student)").outputs["model"]

@@ -52,7 +52,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="config overrides passed to every rank")
     job = parser.add_argument_group("the PyTorchJob (PyTorchJobSpec)")
     _spec_flag(job, "--name", "name", "PyTorchJob name (DNS-1035 label)", required=True, default=None)
-    _spec_flag(job, "--namespace", "namespace", "namespace")
+    # resolved when the job is built, not at import: the pod's own namespace (current_namespace)
+    _spec_flag(job, "--namespace", "namespace", "namespace (default: $OCRFLOW_NAMESPACE, $POD_NAMESPACE, "
+               "this pod's service-account namespace, else default)", default=None)
     _spec_flag(job, "--image", "image", "image of every replica")
     _spec_flag(job, "--workers", "workers", "replicas (nodes) in total, the Master included", type=int)
     _spec_flag(job, "--nproc-per-node", "nproc_per_node", "torchrun processes per node (default: no torchrun, "
@@ -97,6 +99,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def spec_from_args(args: argparse.Namespace) -> PyTorchJobSpec:
     """The :class:`PyTorchJobSpec` the flags describe (the program: ``-m ocr_core.train -c ... -o ...``)."""
     values = {f.name: getattr(args, f.name) for f in fields(PyTorchJobSpec) if hasattr(args, f.name)}
+    if not values.get("namespace"):
+        values.pop("namespace", None)  # PyTorchJobSpec's default: where this pod runs
     for name, flag in _PAIR_FLAGS.items():
         values[name] = _pairs(values.get(name) or [], flag)
     if args.run_id:
