@@ -461,3 +461,20 @@ def test_amazon_s3_needs_a_bucket_the_user_named(monkeypatch: pytest.MonkeyPatch
     with pytest.raises(StorageError, match="no S3 endpoint"):
         open_store("s3://acme-ml-ocr/runs/x")
     assert open_store("/tmp/x").__class__.__name__ == "LocalStore"  # local paths need no endpoint
+
+
+def test_cli_without_an_endpoint_is_one_line_and_exit_2(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    """#15 item 4 at the CLI: no endpoint (or AWS with a placeholder bucket) -> exit 2, one line, no traceback."""
+    from ocr_core.cli import main
+
+    for var in ("OCRFLOW_S3_ENDPOINT", "S3_ENDPOINT", "MINIO_ENDPOINT", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIA-would-be-used")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "never-printed")
+    assert main(["storage", "ls", "s3://acme-ml-ocr/runs"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no S3 endpoint: set OCRFLOW_S3_ENDPOINT" in err and "=aws" in err
+    monkeypatch.setenv("OCRFLOW_S3_ENDPOINT", "aws")
+    assert main(["storage", "ls", "s3://ocrflow/runs"]) == 2  # the pipeline's default store_root bucket
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "placeholder bucket" in err and "never-printed" not in err

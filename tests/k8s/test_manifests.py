@@ -126,6 +126,18 @@ def test_secret_is_a_placeholder_with_kfp_keys():
     assert set(secret["stringData"].values()) == {"REPLACE_ME"}
 
 
+def test_objectstore_endpoint_config_is_what_the_pipeline_reads():
+    """#15 item 4: steps need an explicit endpoint; the ConfigMap the DAG maps to OCRFLOW_S3_ENDPOINT ships."""
+    from ocr_core.storage.s3 import S3Config
+    from pipelines.ocr_train_pipeline import OBJECT_STORE_CONFIG
+
+    cm = _docs(MANIFESTS / "base" / "objectstore-config.yaml")[0]
+    assert cm["kind"] == "ConfigMap" and cm["metadata"]["name"] == OBJECT_STORE_CONFIG
+    assert set(cm["data"]) == {"endpoint"}
+    cfg = S3Config.from_env({"OCRFLOW_S3_ENDPOINT": cm["data"]["endpoint"]})
+    assert not cfg.endpoint.endswith("amazonaws.com")  # a placeholder never points at AWS
+
+
 def test_podmonitor_structure():
     from components.launcher.pytorchjob import (
         COMMON_LABELS,
