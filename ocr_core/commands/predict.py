@@ -3,6 +3,10 @@
 Runs exported ONNX models with onnxruntime only (no torch import): a det model gives boxes, a
 rec model gives texts, det + ``--rec-model`` gives the full det -> crop -> rec system. Prints one
 JSON object per image and writes PNG visualisations into ``--out``.
+
+PaddleOCR's inference flags (``--det_db_thresh``, ``--det_limit_side_len``, ``--rec_image_shape``,
+``--rec_char_dict_path``, ``--rec_batch_num``, ``--drop_score``, ...; see
+:mod:`ocr_core.inference.paddle_flags`) override the settings the export embedded.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import json
 from pathlib import Path
 
 from ocr_core.errors import DataError
+from ocr_core.inference.paddle_flags import add_paddle_inference_arguments, det_overrides, rec_overrides
 
 HELP = "Run an exported ONNX model (no torch needed)."
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
@@ -22,10 +27,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rec-model", default=None, help="exported rec model: run det + rec")
     parser.add_argument("--image", required=True, help="an image file or a directory of images")
     parser.add_argument("--out", default=None, help="write <name>.png visualisations and results.json here")
-    parser.add_argument("--drop-score", type=float, default=0.5, help="det+rec: drop texts scoring below this")
+    parser.add_argument("--drop-score", "--drop_score", dest="drop_score", type=float, default=0.5,
+                        help="det+rec: drop texts scoring below this")
     parser.add_argument("--threads", type=int, default=None, help="onnxruntime intra-op threads")
     parser.add_argument("--det_algorithm", "--det-algorithm", default=None, choices=["DB", "EAST"],
                         help="det post-processing (default: the algorithm recorded in the exported model)")
+    add_paddle_inference_arguments(parser)
 
 
 def _images(path: Path) -> list[Path]:
@@ -45,13 +52,23 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from ocr_core.data import image_io
+    from ocr_core.inference import metadata as md
     from ocr_core.inference.predictors import RecPredictor, TextSystem, draw_results, load_predictor
 
+    def rec_kwargs(model: str) -> dict:
+        meta = md.read_metadata(md.resolve_model_path(model))
+        return rec_overrides(args, bool(meta.get(md.PREFIX + "use_space_char")))
+
     extra = {"det_algorithm": args.det_algorithm} if args.det_algorithm else {}
+    first_meta = md.read_metadata(md.resolve_model_path(args.model))
+    if first_meta.get(md.PREFIX + "model_type") == "rec":
+        extra = rec_kwargs(args.model)
+    else:
+        extra.update(det_overrides(args))
     first = load_predictor(args.model, intra_op_num_threads=args.threads, **extra)
     system = None
     if args.rec_model:
-        rec = RecPredictor(args.rec_model, intra_op_num_threads=args.threads)
+        rec = RecPredictor(args.rec_model, intra_op_num_threads=args.threads, **rec_kwargs(args.rec_model))
         if first.model_type != "det":
             raise DataError(f"--model must be a det model when --rec-model is given ({args.model} is rec)")
         system = TextSystem(first, rec, drop_score=args.drop_score)  # type: ignore[arg-type]

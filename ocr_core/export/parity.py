@@ -118,7 +118,9 @@ def onnx_metric(cfg: dict[str, Any], onnx_path: str | Path, limit: Optional[int]
     dataset = _raw_eval_dataset(cfg)
     n = len(dataset) if limit is None else min(limit, len(dataset))
     if mtype == "det":
-        det = DetPredictor(onnx_path)
+        # the eager side resizes as the config's Eval does, whatever deploy resize the export embedded
+        # and, like tools/eval.py, without predict_det's box filter: both sides score the same boxes
+        det = DetPredictor(onnx_path, filter_boxes=False, **md.eval_det_resize(cfg))
         for i in range(n):
             sample = dataset[i]
             if sample is None:  # unreadable: excluded, as the eager evaluation excludes it

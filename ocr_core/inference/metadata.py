@@ -42,6 +42,8 @@ DB_KEYS = ("thresh", "box_thresh", "max_candidates", "unclip_ratio", "score_mode
 DB_DEFAULTS: dict[str, Any] = {"thresh": 0.3, "box_thresh": 0.7, "max_candidates": 1000, "unclip_ratio": 2.0,
                                "score_mode": "fast", "box_type": "quad", "use_dilation": False}
 DEFAULT_REC_SHAPE = [3, 48, 320]
+# tools/infer/utility.py defaults (--det_limit_side_len 960, --det_limit_type max)
+DEPLOY_DET_RESIZE: dict[str, Any] = {"limit_side_len": 960, "limit_type": "max"}
 REC_NORMALIZE = {"scale": 1.0 / 255.0, "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5], "channel_order": "BGR"}
 IMAGENET_NORMALIZE = {"scale": 1.0 / 255.0, "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225],
                       "channel_order": "BGR"}
@@ -79,6 +81,12 @@ def _find_op(cfg: Mapping[str, Any], name: str) -> Optional[dict[str, Any]]:
     return None
 
 
+def eval_det_resize(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """The config's own ``DetResizeForTest`` settings (unset keys None, ``keep_ratio`` False)."""
+    kw = _find_op(cfg, "DetResizeForTest") or {}
+    return {key: kw.get(key, False if key == "keep_ratio" else None) for key in DET_RESIZE_KEYS}
+
+
 def det_settings(cfg: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
     """``(normalize, resize, postprocess)`` for a det config (Eval DetResizeForTest/NormalizeImage)."""
     norm_kw = _find_op(cfg, "NormalizeImage") or {}
@@ -88,10 +96,10 @@ def det_settings(cfg: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]
         "std": [float(v) for v in norm_kw.get("std") or IMAGENET_NORMALIZE["std"]],
         "channel_order": "BGR",
     }
-    resize_kw = _find_op(cfg, "DetResizeForTest") or {}
-    resize: dict[str, Any] = {"op": "DetResizeForTest"}
-    for key in DET_RESIZE_KEYS:
-        resize[key] = resize_kw.get(key, False if key == "keep_ratio" else None)
+    resize: dict[str, Any] = {"op": "DetResizeForTest", **eval_det_resize(cfg)}
+    if all(resize[k] is None for k in ("limit_side_len", "image_shape", "resize_long")):
+        # nothing set (PP-OCRv3 configs): deploy with PaddleOCR's inference defaults, not eval's 736/min
+        resize.update(DEPLOY_DET_RESIZE)
     pp_cfg = dict(cfg.get("PostProcess") or {})
     if pp_cfg.get("name") == "EASTPostProcess":
         east = {"score_thresh": 0.8, "cover_thresh": 0.1, "nms_thresh": 0.2}

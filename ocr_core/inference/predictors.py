@@ -21,6 +21,7 @@ from ocr_core.data.transforms.common import NormalizeImage
 from ocr_core.data.transforms.det_resize import det_resize_params, pad_small_image
 from ocr_core.data.transforms.rec_resize import resize_norm_img
 from ocr_core.inference import metadata as md
+from ocr_core.inference.det_box_filter import filter_det_result
 from ocr_core.postprocess.db_postprocess import DBPostProcess
 from ocr_core.postprocess.rec_postprocess import CTCLabelDecode
 
@@ -88,13 +89,16 @@ class DetPredictor(_Predictor):
             ``box_type``, ``use_dilation``) setting, replacing the embedded one. For EAST models
             (exported algorithm ``EAST`` or ``det_algorithm="EAST"``): ``score_thresh``,
             ``cover_thresh``, ``nms_thresh``; the model output is ``[1, 9, H/4, W/4]`` (score + geo).
+        filter_boxes: Apply PaddleOCR's ``filter_tag_det_res`` (order corners, clip into the
+            image, drop quads with a side of 3 px or less; polygons are only clipped).
     """
 
     model_type = "det"
 
     def __init__(self, model_path: str | Path, providers: Optional[Sequence[str]] = None,
-                 intra_op_num_threads: Optional[int] = None, **overrides: Any) -> None:
+                 intra_op_num_threads: Optional[int] = None, filter_boxes: bool = True, **overrides: Any) -> None:
         super().__init__(model_path, providers, intra_op_num_threads)
+        self.filter_boxes = filter_boxes
         self.resize = _override(self.meta[P + "resize"], overrides, md.DET_RESIZE_KEYS)
         self.normalize = _override(self.meta[P + "normalize"], overrides, ("scale", "mean", "std"))
         # EAST: chosen by the exported algorithm or det_algorithm="EAST" (PaddleOCR's --det_algorithm)
@@ -138,7 +142,10 @@ class DetPredictor(_Predictor):
         """Detect text in one BGR image: ``{"points": int32 [N,4,2] (or list), "scores": [N]}``."""
         x, shape = self.preprocess(img)
         maps = self.run_raw(x)
-        return self.post_process({"maps": maps}, shape)[0]
+        result = self.post_process({"maps": maps}, shape)[0]
+        if not self.filter_boxes:
+            return result
+        return filter_det_result(result, img.shape[:2], str(self.post.get("box_type", "quad")))
 
 
 class RecPredictor(_Predictor):
@@ -155,18 +162,20 @@ class RecPredictor(_Predictor):
         dynamic_width: See above.
         providers, intra_op_num_threads: As for :class:`DetPredictor`.
         image_shape: Override the embedded ``[C, H, W]``.
+        character: Override the embedded dictionary (PaddleOCR's ``--rec_char_dict_path``); it
+            must give the model's number of classes minus the CTC blank.
     """
 
     model_type = "rec"
 
     def __init__(self, model_path: str | Path, providers: Optional[Sequence[str]] = None,
                  intra_op_num_threads: Optional[int] = None, batch_size: int = 6, dynamic_width: bool = True,
-                 image_shape: Optional[list[int]] = None) -> None:
+                 image_shape: Optional[list[int]] = None, character: Optional[list[str]] = None) -> None:
         super().__init__(model_path, providers, intra_op_num_threads)
         self.image_shape = [int(v) for v in (image_shape or self.meta[P + "resize"]["image_shape"])]
         self.batch_size = max(1, int(batch_size))
         self.dynamic_width = dynamic_width
-        self.character = list(self.meta[P + "character"])
+        self.character = list(self.meta[P + "character"] if character is None else character)
         self.decoder = CTCLabelDecode()
         self.decoder.character = ["blank", *self.character]
         self.decoder.reverse = bool(self.meta[P + "postprocess"].get("reverse", False))
@@ -188,6 +197,10 @@ class RecPredictor(_Predictor):
             shape = self._batch_shape(batch)
             x = np.stack([resize_norm_img(im, shape)[0] for im in batch])
             probs = self.run_raw(x)
+            if probs.shape[-1] != len(self.decoder.character):
+                raise md.MetadataError(f"{self.model_path}: the model has {probs.shape[-1]} classes but the "
+                                       f"dictionary gives {len(self.decoder.character)} (blank + "
+                                       f"{len(self.character)} characters)")
             decoded = self.decoder.decode(probs.argmax(axis=2), probs.max(axis=2), is_remove_duplicate=True)
             for i, res in zip(idx, decoded):
                 results[int(i)] = res

@@ -59,7 +59,9 @@ def test_det_metadata_from_config() -> None:
 def test_student_default_resize_and_rec_metadata() -> None:
     cfg = load_config(ROOT / "configs/det/ch_PP-OCRv3/ch_PP-OCRv3_det_student.yml")
     meta = md.build_metadata(cfg, "det", "DB", "a", "b")
-    assert meta["ocrflow.resize"]["limit_side_len"] is None and meta["ocrflow.resize"]["image_shape"] is None
+    # nothing set in the config: PaddleOCR's deploy default (predict_det 960/max), not eval's 736/min (#18)
+    assert meta["ocrflow.resize"]["limit_side_len"] == 960 and meta["ocrflow.resize"]["limit_type"] == "max"
+    assert meta["ocrflow.resize"]["image_shape"] is None
     rec_cfg = {"Global": {"use_space_char": True},
                "Eval": {"dataset": {"transforms": [{"RecResizeImg": {"image_shape": [3, 32, 100]}}]}}}
     rec = md.build_metadata(rec_cfg, "rec", "CRNN", "a", "b", character=list("ab") + [" "])

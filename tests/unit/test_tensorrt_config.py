@@ -13,7 +13,8 @@ from ocr_core.inference import metadata as md
 
 def det_meta(**resize) -> dict:
     meta = md.build_metadata({}, "det", "DB", "a", "b")
-    meta["ocrflow.resize"].update(resize)
+    # an empty config now embeds the deploy 960/max (#18 item 4); these tests start from no setting
+    meta["ocrflow.resize"].update({"limit_side_len": None, "limit_type": None}, **resize)
     return meta
 
 
