@@ -65,14 +65,36 @@ def draw_polys(image: np.ndarray, polys: Any, color: tuple[int, int, int] = (0, 
     return out
 
 
+def paddle_line(path: Path, model_type: str, post: Any) -> str:
+    """One line of PaddleOCR's result file for an image (``tools/infer_det.py``/``infer_rec.py``).
+
+    det: ``image\t[{"points": [[x, y], ...]}, ...]`` (a distillation model: ``{role: [...]}``);
+    rec: ``image\ttext\tscore`` (distillation: ``image\t{role: {"label", "score"}}``).
+    """
+    def det_boxes(res: Any) -> list[dict[str, Any]]:
+        return [{"points": np.asarray(b).tolist()} for b in res[0]["points"]]
+
+    if model_type == "det":
+        body = {k: det_boxes(v) for k, v in post.items()} if isinstance(post, dict) else det_boxes(post)
+        return f"{path}\t{json.dumps(body)}\n"
+    if isinstance(post, dict):
+        body = {k: {"label": v[0][0], "score": float(v[0][1])} for k, v in post.items()}
+        return f"{path}\t{json.dumps(body, ensure_ascii=False)}\n"
+    return f"{path}\t{post[0][0]}\t{float(post[0][1])}\n"
+
+
 @torch.no_grad()
-def infer(run: Any, images: list[Path], out_dir: Path) -> list[dict[str, Any]]:
-    """Run ``run.model`` on images; write ``predicts.json`` (+ PNGs for det) into ``out_dir``."""
+def infer(run: Any, images: list[Path], out_dir: Path, res_file: Path | None = None) -> list[dict[str, Any]]:
+    """Run ``run.model`` on images; write ``predicts.json`` (+ PNGs for det) into ``out_dir`` and
+    PaddleOCR's line format into ``res_file`` (default ``out_dir/predicts_db.txt`` or ``predicts_rec.txt``)."""
     from ocr_core.data.transforms import transform
 
     ops = inference_ops(run.cfg, run.model_type)
     model = unwrap(run.model).eval()
     out_dir.mkdir(parents=True, exist_ok=True)
+    res_file = res_file or out_dir / ("predicts_db.txt" if run.model_type == "det" else "predicts_rec.txt")
+    res_file.parent.mkdir(parents=True, exist_ok=True)
+    lines: list[str] = []
     results: list[dict[str, Any]] = []
     for path in progress(images, desc="infer", unit="img"):
         data = transform({"img_path": str(path), "image": path.read_bytes()}, ops)
@@ -85,6 +107,7 @@ def infer(run: Any, images: list[Path], out_dir: Path) -> list[dict[str, Any]]:
         if run.model_type == "det":
             shape = np.asarray(data[1], dtype=np.float32)[None]
             post = run.post_process(preds, shape)
+            lines.append(paddle_line(path, "det", post))
             post = _first_role(post)
             boxes = post[0]["points"]
             scores = post[0].get("scores", [])
@@ -95,6 +118,7 @@ def infer(run: Any, images: list[Path], out_dir: Path) -> list[dict[str, Any]]:
                 cv2.imwrite(str(out_dir / f"det_res_{path.stem}.png"), draw_polys(img, boxes))
         else:
             post = run.post_process(preds)
+            lines.append(paddle_line(path, "rec", post))
             post = _first_role(post)
             text, score = post[0]
             entry = {"image": str(path), "text": text, "score": float(score)}
@@ -102,6 +126,7 @@ def infer(run: Any, images: list[Path], out_dir: Path) -> list[dict[str, Any]]:
         results.append(entry)
     with open(out_dir / "predicts.json", "w", encoding="utf-8") as fh:
         json.dump(results, fh, ensure_ascii=False, indent=1)
+    res_file.write_text("".join(lines), encoding="utf-8")
     return results
 
 
@@ -138,7 +163,15 @@ def infer_config(cfg: dict[str, Any], image_path: str | None, out_dir: str | Non
     target = image_path or run.g.infer_img
     if not target:
         raise ConfigError("give --image or set Global.infer_img", "Global.infer_img")
-    dest = Path(out_dir) if out_dir else Path(run.g.save_res_path or run.save_dir / "infer").with_suffix("")
-    results = infer(run, list_images(target), dest)
-    log.info("wrote %d results to %s", len(results), dest / "predicts.json")
+    res_file = None
+    if out_dir:
+        dest = Path(out_dir)
+    elif run.g.save_res_path:  # PaddleOCR's result file; our JSON and drawings go beside it
+        res_file = Path(run.g.save_res_path)
+        dest = res_file.parent
+    else:
+        dest = run.save_dir / "infer"
+    results = infer(run, list_images(target), dest, res_file)
+    log.info("wrote %d results to %s and %s", len(results), dest / "predicts.json",
+             res_file or dest / "predicts_*.txt")
     return results
