@@ -5,7 +5,8 @@ binds 0.0.0.0 and quietly moves to another port when one is busy, so we pass ``-
 and pin every port to one we bind-tested. It enforces S3 auth only when ``AWS_ACCESS_KEY_ID`` /
 ``AWS_SECRET_ACCESS_KEY`` are in its environment: we always pass fresh per-session keys. Its
 other ports (filer/volume HTTP, every gRPC port) are locked with per-start JWT keys and mutual TLS
-(:mod:`ocr_core.storage.embedded_security`).
+(:mod:`ocr_core.storage.embedded_security`); the data dir is owner-only and ``weed`` runs with
+umask 077, so its volume files and unix sockets are closed to other local users.
 SIGTERM shutdown can take seconds, so :meth:`EmbeddedS3.stop` falls back to SIGKILL.
 
 Usage::
@@ -226,6 +227,7 @@ class EmbeddedS3:
         if self.data_dir is None:
             self.data_dir = Path(tempfile.mkdtemp(prefix="ocrflow-s3-"))
         (self.data_dir / "master").mkdir(parents=True, exist_ok=True)
+        self._private_data_dir()
         self._lock_data_dir()
         # raft state lives in master/m<port>; ports are new each session and the master rebuilds
         # its view from the volume server's heartbeats, so old state dirs are only litter
@@ -245,7 +247,7 @@ class EmbeddedS3:
             self._log_fh = open(self.log_path, "wb")
             self._proc = subprocess.Popen(self.command(), env=self._server_env(), stdin=subprocess.DEVNULL,
                                           stdout=self._log_fh, stderr=subprocess.STDOUT,
-                                          start_new_session=True, cwd=str(run_dir))
+                                          start_new_session=True, cwd=str(run_dir), umask=0o077)
             try:
                 self._wait_ready()
             except StorageError as exc:
@@ -268,6 +270,16 @@ class EmbeddedS3:
                 raise
         log.info("embedded S3 on %s (data %s, pid %s)", self.endpoint, self.data_dir, self.pid)
         return self
+
+    def _private_data_dir(self) -> None:
+        """Owner-only data dir: the volume files hold every object in clear, and a world-readable
+        ``*.dat`` would hand them to any local user without S3 credentials. ``weed`` itself runs
+        with umask 077, so what it creates (volumes, filer db, /tmp gRPC sockets) is owner-only."""
+        assert self.data_dir is not None
+        if self.data_dir.stat().st_uid == os.getuid():
+            os.chmod(self.data_dir, 0o700)
+        elif self.data_dir.stat().st_mode & 0o077:
+            log.warning("embedded S3 data dir %s is not ours and is open to others", self.data_dir)
 
     def _lock_data_dir(self) -> None:
         assert self.data_dir is not None

@@ -11,6 +11,7 @@ real, not a port that answers nobody).
 
 from __future__ import annotations
 
+import http.client
 import os
 import socket
 import ssl
@@ -26,6 +27,7 @@ from ocr_core.storage.uri import StorageError
 pytestmark = pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs Linux /proc")
 
 SECRET = b"do-not-leak-" * 64
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes.fromhex("000000040000000000")
 
 
 def _weed_or_skip() -> None:
@@ -35,22 +37,57 @@ def _weed_or_skip() -> None:
         pytest.skip(str(exc))
 
 
-def _listening_ports(pid: int) -> set[int]:
-    inodes = set()
-    for fd in Path(f"/proc/{pid}/fd").iterdir():
+def _process_tree(pid: int) -> set[int]:
+    """``pid`` and every descendant (``weed mini`` runs its servers in one process today; a child
+    spawned by a later version is scanned too)."""
+    parent = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
-            target = os.readlink(fd)
+            fields = stat.read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        if target.startswith("socket:["):
-            inodes.add(target[8:-1])
+        parent[int(stat.parent.name)] = int(fields[1])
+    tree, grew = {pid}, True
+    while grew:
+        grew = False
+        for child, ppid in parent.items():
+            if ppid in tree and child not in tree:
+                tree.add(child)
+                grew = True
+    return tree
+
+
+def _listening(pid: int) -> tuple[set[int], set[str]]:
+    """TCP ports and unix socket paths the process tree of ``pid`` listens on, from /proc."""
+    inodes = set()
+    for p in _process_tree(pid):
+        try:
+            fds = list(Path(f"/proc/{p}/fd").iterdir())
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                target = os.readlink(fd)
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
     ports = set()
     for table in ("tcp", "tcp6"):
         for line in Path(f"/proc/net/{table}").read_text().splitlines()[1:]:
             cols = line.split()
             if cols[3] == "0A" and cols[9] in inodes:  # LISTEN
                 ports.add(int(cols[1].rsplit(":", 1)[1], 16))
-    return ports
+    unix = set()
+    for line in Path("/proc/net/unix").read_text().splitlines()[1:]:
+        cols = line.split()
+        if len(cols) >= 8 and cols[6] in inodes and cols[3] == "00010000":  # __SO_ACCEPTCON
+            unix.add(cols[7])
+    return ports, unix
+
+
+def _listening_ports(pid: int) -> set[int]:
+    return _listening(pid)[0]
 
 
 def _http(method: str, url: str, data: bytes | None = None, headers: dict | None = None) -> tuple[object, bytes]:
@@ -71,19 +108,61 @@ def _multipart(payload: bytes) -> tuple[bytes, dict]:
     return body, {"Content-Type": f"multipart/form-data; boundary={b}"}
 
 
-def _tls_handshake(port: int, ca: Path, cert: tuple[Path, Path] | None) -> str:
+def _tls_handshake(port: int | str, ca: Path, cert: tuple[Path, Path] | None) -> str:
     ctx = ssl.create_default_context(cafile=str(ca))
     ctx.set_alpn_protocols(["h2"])
     if cert:
         ctx.load_cert_chain(str(cert[0]), str(cert[1]))
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=5) as raw, \
-                ctx.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
-            tls.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes.fromhex("000000040000000000"))
+        with _connect(port) as raw, ctx.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+            tls.sendall(PREFACE)
             frame = tls.recv(9)
             return "settings" if len(frame) == 9 and frame[3] == 0x04 else f"other {frame!r}"
     except (ssl.SSLError, ConnectionError, OSError) as e:
         return f"refused: {type(e).__name__}"
+
+
+class _UnixHTTP(http.client.HTTPConnection):
+    def __init__(self, path: str) -> None:
+        super().__init__("localhost", timeout=5)
+        self.unix_path = path
+
+    def connect(self) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(5)
+        self.sock.connect(self.unix_path)
+
+
+def _unix_http(path: str, method: str, url: str, data: bytes | None = None) -> tuple[object, bytes]:
+    conn = _UnixHTTP(path)
+    try:
+        conn.request(method, url, body=data)
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    except (http.client.HTTPException, OSError) as e:
+        return type(e).__name__, b""
+    finally:
+        conn.close()
+
+
+def _connect(where: int | str) -> socket.socket:
+    if isinstance(where, int):
+        return socket.create_connection(("127.0.0.1", where), timeout=5)
+    raw = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    raw.settimeout(5)
+    raw.connect(where)
+    return raw
+
+
+def _plaintext_h2(where: int | str) -> bool:
+    """True when a plaintext HTTP/2 (gRPC) client gets the server's SETTINGS frame."""
+    with _connect(where) as raw:
+        raw.sendall(PREFACE)
+        try:
+            got = raw.recv(9)
+        except OSError:
+            got = b""
+    return len(got) == 9 and got[3] == 0x04
 
 
 def test_no_port_of_the_embedded_server_serves_or_takes_data_without_credentials(tmp_path: Path) -> None:
@@ -97,7 +176,7 @@ def test_no_port_of_the_embedded_server_serves_or_takes_data_without_credentials
         store.get_file("s3://secure/dir/obj.bin", back)
         assert back.read_bytes() == SECRET  # S3 with the session's keys works
         assert server.pid is not None
-        ports = _listening_ports(server.pid)
+        ports, unix = _listening(server.pid)
         assert server.ports["s3.port"] in ports and len(ports) >= 6
         grpc_ports = {p for name, p in server.ports.items() if name.endswith(".grpc")} & ports
         assert len(grpc_ports) >= 4
@@ -125,11 +204,26 @@ def test_no_port_of_the_embedded_server_serves_or_takes_data_without_credentials
         for port in sorted(grpc_ports):
             assert _tls_handshake(port, ca, None).startswith("refused"), port  # no client certificate
             assert _tls_handshake(port, ca, cert) == "settings", port  # the control: mTLS works
-            with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:  # plaintext gRPC
-                raw.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes.fromhex("000000040000000000"))
-                raw.settimeout(5)
-                try:
-                    got = raw.recv(9)
-                except OSError:
-                    got = b""
-                assert not (len(got) == 9 and got[3] == 0x04), f"plaintext HTTP/2 accepted on {port}"
+            assert not _plaintext_h2(port), f"plaintext HTTP/2 accepted on {port}"
+        # unix sockets: per-component gRPC sockets (mTLS like their TCP twins) and the S3/filer local
+        # sockets (S3 signature / -disableHttp like their ports)
+        assert any("grpc" in u for u in unix) and any(u.endswith("s3.sock") for u in unix), unix
+        for path in sorted(unix):
+            assert os.stat(path).st_mode & 0o002 == 0, f"{path} is world-writable (anyone may connect)"
+            if "grpc" in path:
+                assert _tls_handshake(path, ca, None).startswith("refused"), path
+                assert not _plaintext_h2(path), f"plaintext HTTP/2 accepted on {path}"
+                continue
+            for method, url, data in (("GET", "/buckets/secure/dir/obj.bin", None), ("GET", "/secure/dir/obj.bin", None),
+                                      ("PUT", "/buckets/secure/evil.bin", b"evil"), ("PUT", "/secure/evil.bin", b"evil")):
+                status, body = _unix_http(path, method, url, data)
+                if SECRET[:12] in body or status in (200, 201, 204) and method != "GET":
+                    leaks.append(f"{method} {path}{url} -> {status} {body[:60]!r}")
+        assert not leaks, "unauthenticated access:\n" + "\n".join(leaks)
+        assert [o.uri for o in store.list("s3://secure")] == ["s3://secure/dir/obj.bin"]
+        # nor the disk: the volume files hold the objects in clear, for the owner only
+        data_dir = tmp_path / "s3"
+        assert data_dir.stat().st_mode & 0o077 == 0, oct(data_dir.stat().st_mode)
+        volumes = list(data_dir.rglob("*.dat"))
+        assert volumes
+        assert all(v.stat().st_mode & 0o077 == 0 for v in volumes), [oct(v.stat().st_mode) for v in volumes]
