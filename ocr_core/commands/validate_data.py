@@ -44,5 +44,6 @@ def run(args: argparse.Namespace) -> int:
         with open(args.json_out, "w", encoding="utf-8") as fh:
             fh.write(report.to_json() + "\n")
     n = len(report.errors)
-    print(f"{n} error(s) in {report.stats.bad_lines} line(s); {report.good_lines} good line(s)")
+    warned = f", {len(report.warnings)} warning(s)" if report.warnings else ""
+    print(f"{n} error(s) in {report.stats.bad_lines} line(s); {report.good_lines} good line(s){warned}")
     return 1 if args.strict and n else 0

@@ -52,6 +52,7 @@ class DatasetStats:
     images_read: int = 0
     boxes: int = 0
     ignored_boxes: int = 0
+    empty_texts: int = 0  # det boxes with an empty transcription that are not don't-care
     boxes_per_image: dict[str, int] = field(default_factory=dict)
     image_long_side: dict[str, int] = field(default_factory=dict)
     text_lengths: dict[str, int] = field(default_factory=dict)
@@ -80,7 +81,8 @@ class DatasetStats:
             f"images referenced: {self.images}  read: {self.images_read}",
         ]
         if self.mode == "det":
-            out.append(f"boxes: {self.boxes}  don't care: {self.ignored_boxes}")
+            out.append(f"boxes: {self.boxes}  don't care: {self.ignored_boxes}  "
+                       f"empty transcription: {self.empty_texts}")
             out.append(f"boxes per image: {hist(self.boxes_per_image)}")
         out.append(f"image long side (px): {hist(self.image_long_side)}")
         out.append(f"text length: {hist(self.text_lengths)}  (max {self.max_text_length_seen})")

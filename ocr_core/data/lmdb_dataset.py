@@ -167,6 +167,16 @@ class LMDBDataSet(OCRDataset):
         except UnicodeDecodeError as exc:
             raise DataError(f"label of sample {sample_no} is not UTF-8") from exc
 
+    def read_label(self, idx: int) -> str:
+        """The label of sample ``idx`` without its image ('' when missing or not UTF-8)."""
+        lmdb_no, sample_no = (int(v) for v in self.index[idx])
+        with _open(self.lmdb_dirs[lmdb_no]).begin(write=False) as txn:
+            label = txn.get(b"label-%09d" % sample_no)
+        try:
+            return bytes(label).decode("utf-8") if label is not None else ""
+        except UnicodeDecodeError:
+            return ""
+
     def _raw_sample(self, idx: int) -> dict[str, Any]:
         img, label = self.read_sample(idx)
         return {"img_path": self._where(idx), "image": img, "label": label}

@@ -207,6 +207,7 @@ class ValidationReport:
     errors: list[Issue]
     good_lines: int
     stats: DatasetStats
+    warnings: list[Issue] = field(default_factory=list)  # usable but suspect (empty det transcriptions)
 
     @property
     def ok(self) -> bool:
@@ -217,6 +218,7 @@ class ValidationReport:
             "ok": self.ok,
             "good_lines": self.good_lines,
             "errors": [asdict(e) for e in self.errors],
+            "warnings": [asdict(e) for e in self.warnings],
             "stats": self.stats.to_dict(),
         }
 
@@ -228,6 +230,10 @@ class ValidationReport:
         lines = [str(e) for e in shown]
         if len(shown) < len(self.errors):
             lines.append(f"... {len(self.errors) - len(shown)} more error(s)")
+        warn = self.warnings if max_errors is None else self.warnings[:max_errors]
+        lines.extend(f"{w} (warning)" for w in warn)
+        if len(warn) < len(self.warnings):
+            lines.append(f"... {len(self.warnings) - len(warn)} more warning(s)")
         lines.append(self.stats.to_text())
         return "\n".join(lines)
 
@@ -267,6 +273,7 @@ def validate_labels(
         raise DataError(f"mode must be 'det' or 'rec', got {mode!r}")
     stats = DatasetStats(mode=mode, label_files=files)
     errors: list[Issue] = []
+    warnings: list[Issue] = []
     box_hist: Counter[str] = Counter()
     side_hist: Counter[str] = Counter()
     len_hist: Counter[str] = Counter()
@@ -299,6 +306,11 @@ def validate_labels(
                 boxes = res.boxes or []
                 stats.boxes += len(boxes)
                 stats.ignored_boxes += sum(b.ignore for b in boxes)
+                for n, b in enumerate(boxes, start=1):
+                    if not b.ignore and not b.transcription.strip():
+                        stats.empty_texts += 1
+                        warnings.append(Issue(file, line_no, f"box {n}: empty transcription (trained as text; "
+                                                             "'###' marks a don't-care box)", "empty_text"))
                 box_hist[bin_of(len(boxes), BOX_BINS)] += 1
                 line_texts = [b.transcription for b in boxes if not b.ignore]
             else:
@@ -317,7 +329,7 @@ def validate_labels(
         stats.charset_size, stats.chars_used, stats.charset_coverage = cov.charset_size, cov.used, cov.coverage
         stats.unknown_chars = dict(cov.unknown.most_common())
     stats.errors_by_code = dict(Counter(e.code for e in errors))
-    return ValidationReport(errors=errors, good_lines=stats.good_lines, stats=stats)
+    return ValidationReport(errors=errors, good_lines=stats.good_lines, stats=stats, warnings=warnings)
 
 
 __all__ = ["DatasetStats", "Issue", "LineCheck", "ValidationReport", "check_line", "read_image_size",

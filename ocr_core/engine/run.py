@@ -28,6 +28,7 @@ from torch import nn
 from ocr_core.build import build_loss, build_metric, build_post_process, create_model
 from ocr_core.config import dump_config, load_charset, model_type_of, parse_global, resolve_config
 from ocr_core.config.schema import GlobalConfig, OptimizerConfig
+from ocr_core.data.label_quality import report_label_quality
 from ocr_core.data.loader import build_dataloader, set_loader_epoch
 from ocr_core.engine.distributed import DistInfo, all_reduce_sum, barrier, cleanup, init_distributed, unwrap
 from ocr_core.engine.fast_path import apply_fast_path
@@ -109,10 +110,8 @@ def prepare(cfg: dict[str, Any], mode: str = "train") -> Run:
     g = parse_global(cfg)
     dist_info = init_distributed(g.device, g.use_gpu)
     save_dir = Path(g.save_model_dir)
-    # eval/infer log beside an existing training output only: they never create save_model_dir (a
-    # shipped config's ./output/... would appear wherever they run)
-    log_file = save_dir / ("train.log" if mode == "train" else f"{mode}.log")
-    setup_logger(log_file if mode == "train" or save_dir.is_dir() else None, dist_info.rank)
+    log_name = "train.log" if mode == "train" else f"{mode}.log"  # eval/infer never create save_model_dir
+    setup_logger(save_dir / log_name if mode == "train" or save_dir.is_dir() else None, dist_info.rank)
     if g.num_threads:
         torch.set_num_threads(g.num_threads)
     seed_everything(g.seed + dist_info.rank)
@@ -234,6 +233,7 @@ def _train(run: Run) -> dict[str, Any]:
     _build_loaders(run, with_train=True)
     if run.dist.is_main:
         dump_config(run.cfg, run.save_dir / "config.yml")
+        report_label_quality(run.train_dataset, run.save_dir, log)  # into train.log and the report
     run.loss_fn = build_loss(run.cfg)
     steps = -(-len(run.train_loader) // max(1, g.grad_accum_steps))
     global_batch = global_batch_size(run.cfg, run.dist.world_size, g.grad_accum_steps)

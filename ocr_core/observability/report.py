@@ -146,6 +146,14 @@ def training_report(save_dir: str | Path, path: str | Path | None = None) -> Pat
     sections.append({"title": "Run", "table": [overview]})
     if summary.get("best_metric"):
         sections.append({"title": "Best metric", "table": [summary["best_metric"]]})
+    quality_file = save_dir / "data_quality.json"  # written by engine.run from data.label_quality
+    if quality_file.exists():
+        quality = json.loads(quality_file.read_text(encoding="utf-8"))
+        rows = [{"set": name, **{k: v for k, v in q.items() if k != "unknown_chars"},
+                 "unknown_chars": " ".join(f"{c!r}x{n}" for c, n in list((q.get("unknown_chars") or {}).items())[:20])}
+                for name, q in quality.items()]
+        sections.append({"title": "Training data quality (label lines skipped, characters dropped, texts rejected)",
+                         "table": rows})
     if evals:
         sections.append({"title": "Evaluations", "table": evals})
     if epochs:
