@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 # The CPU build of torch lies on local disk; installing it first keeps pip from pulling CUDA.
 TORCH_SPEC ?= torch==2.13.0
-EXTRAS ?= dev,pipeline
+EXTRAS ?= dev,pipeline,tensorboard
 # Third-party reference for parity tests only (tests/integration/test_openocr_import.py): OpenOCR's
 # pure-Python wheel, unpacked without its dependencies into its own folder, never on our import path.
 OPENOCR_REF ?= openocr-python==0.1.5

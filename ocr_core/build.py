@@ -23,7 +23,7 @@ from ocr_core.postprocess import POSTPROCESS
 from ocr_core.registry import check_kwargs
 from ocr_core.weights.checkpoint import load_role_pretrained
 
-__all__ = ["GLOBAL_INJECT", "build_loss", "build_metric", "build_post_process", "create_model", "with_globals"]
+__all__ = ["GLOBAL_INJECT", "TrainBatchMetric", "build_loss", "build_metric", "build_post_process", "create_model", "with_globals"]
 
 # Global keys a post-processor receives when its constructor takes them and its section does not set them
 GLOBAL_INJECT = ("character_dict_path", "use_space_char", "max_text_length")
@@ -48,8 +48,51 @@ def create_model(cfg: dict[str, Any]) -> nn.Module:
 
 
 def build_loss(cfg: dict[str, Any]) -> Any:
-    """The loss named in ``cfg['Loss']``."""
-    return LOSSES.build(cfg["Loss"], "Loss")
+    """The loss named in ``cfg['Loss']``; with ``Global.cal_metric_during_train`` on a rec model,
+    wrapped in :class:`TrainBatchMetric` so the training log carries each batch's accuracy."""
+    loss = LOSSES.build(cfg["Loss"], "Loss")
+    g = cfg.get("Global") or {}
+    if g.get("cal_metric_during_train") and _model_type(cfg.get("Architecture") or {}) == "rec":
+        return TrainBatchMetric(loss, build_post_process(cfg), build_metric(cfg))
+    return loss
+
+
+def _model_type(arch: dict[str, Any]) -> str | None:
+    if "Models" in arch:
+        return next((_model_type(sub) for sub in (arch["Models"] or {}).values()), None)
+    return arch.get("model_type")
+
+
+class TrainBatchMetric:
+    """A loss that also scores the training batch it sees (PaddleOCR's ``cal_metric_during_train``).
+
+    The rec post-process decodes the training outputs against ``batch[1]`` (the CTC labels) and the
+    config's metric scores them; its entries (``acc``, ``norm_edit_dis``, ...) are added to the loss
+    dict as gradient-free scalars, so they are logged and smoothed like the loss terms.
+    """
+
+    def __init__(self, loss: Any, post_process: Any, metric: Any) -> None:
+        self.loss, self.post_process, self.metric = loss, post_process, metric
+
+    def __call__(self, predicts: Any, batch: list[Any]) -> dict[str, Any]:
+        import torch
+
+        out = dict(self.loss(predicts, batch))
+        with torch.no_grad():
+            self.metric.reset()
+            self.metric(self.post_process(_detached(predicts), batch[1]), batch)
+            for key, value in self.metric.get_metric().items():
+                if isinstance(value, (int, float)) and key not in out:
+                    out[key] = torch.tensor(float(value))
+        return out
+
+
+def _detached(preds: Any) -> Any:
+    if isinstance(preds, dict):
+        return {k: _detached(v) for k, v in preds.items()}
+    if isinstance(preds, (list, tuple)):
+        return type(preds)(_detached(v) for v in preds)
+    return preds.detach().float().cpu().numpy() if hasattr(preds, "detach") else preds
 
 
 def with_globals(cls: Any, kwargs: dict[str, Any], global_cfg: dict[str, Any]) -> dict[str, Any]:

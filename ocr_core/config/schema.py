@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Union
 
+from ocr_core.config.guide_keys import check_guide_keys, save_epoch_due
 from ocr_core.errors import ConfigError
 from ocr_core.registry import check_dataclass, check_kwargs
 
@@ -29,7 +30,7 @@ class GlobalConfig:
     log_smooth_window: int = 20
     print_batch_step: int = 10
     save_model_dir: str = "./output/model"
-    save_epoch_step: int = 1
+    save_epoch_step: Union[int, list[int]] = 1  # N, or OpenOCR's [start, step] (config/guide_keys.py)
     eval_batch_step: Union[int, list[int]] = field(default_factory=lambda: [0, 2000])
     eval_batch_epoch: int | None = None
     eval_at_end: bool = True  # one more evaluation after the last step if none ran there
@@ -77,6 +78,10 @@ class GlobalConfig:
     use_xpu: bool = False
     use_npu: bool = False
     use_mlu: bool = False
+
+    def saves_epoch(self, epoch: int) -> bool:
+        """Whether ``epoch`` saves ``iter_epoch_<epoch>`` (see :func:`guide_keys.save_epoch_due`)."""
+        return save_epoch_due(self.save_epoch_step, epoch)
 
 
 
@@ -227,8 +232,8 @@ def normalize_openocr(cfg: dict[str, Any]) -> dict[str, Any]:
     ``LRScheduler`` -> ``Optimizer.lr`` (``CosineAnnealingLR`` -> ``Cosine``, ``warmup_epoch`` kept);
     ``Optimizer.lr: <float>`` -> ``Optimizer.lr.learning_rate``; ``Optimizer.filter_bias_and_bn``
     -> ``one_dim_param_no_weight_decay``; ``Global.output_dir`` -> ``save_model_dir``;
-    ``Global.device: gpu|cpu`` -> ``use_gpu`` (+ ``device: cpu``); ``Global.save_epoch_step:
-    [start, every]`` -> ``every``; ``Global.model_type`` -> ``Architecture.model_type``;
+    ``Global.device: gpu|cpu`` -> ``use_gpu`` (+ ``device: cpu``); ``Global.model_type`` ->
+    ``Architecture.model_type``;
     ``Global.use_tensorboard`` -> ``use_visualdl``; top-level ``profiler_options`` dropped.
     An OpenOCR config (an ``LRScheduler`` section, ``Global.output_dir`` or ``Global.device: gpu``)
     also gets ``se_gate: torch`` on its RSEFPN necks unless set: OpenOCR's PyTorch SE gate is
@@ -248,8 +253,6 @@ def normalize_openocr(cfg: dict[str, Any]) -> dict[str, Any]:
             g.setdefault("use_gpu", dev == "gpu")  # an explicit use_gpu (e.g. from -o) wins
             if dev == "cpu":
                 g["device"] = "cpu"
-        if isinstance(g.get("save_epoch_step"), list) and len(g["save_epoch_step"]) == 2:
-            g["save_epoch_step"] = int(g["save_epoch_step"][1])
         if "use_tensorboard" in g:
             g["use_visualdl"] = bool(g.pop("use_tensorboard"))
         if "model_type" in g:
@@ -299,6 +302,7 @@ def validate_config(cfg: dict[str, Any]) -> dict[str, Any]:
             if key not in SECTIONS:
                 raise ConfigError(f"unknown section {key!r}; known sections: {', '.join(SECTIONS)}", str(key))
         parse_global(cfg)
+        check_guide_keys(cfg)
         if "Architecture" in cfg:
             _check_arch(cfg["Architecture"], "Architecture")
         if cfg.get("Loss") is not None:

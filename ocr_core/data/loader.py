@@ -202,9 +202,11 @@ def build_dataloader(
 
         cv2.setNumThreads(0)
     persistent = (loader_cfg.persistent_workers if persistent_workers is None else persistent_workers) and workers > 0
-    if persistent and getattr(dataset, "need_reset", False):
-        # worker copies of the dataset would keep the first epoch's ratio_list subset
-        logger.warning("%s: persistent_workers disabled because ratio_list < 1 redraws samples per epoch", mode)
+    if persistent and (getattr(dataset, "need_reset", False)
+                       or any(getattr(op, "total_epoch", None) for op in getattr(dataset, "ops", []))):
+        # worker copies of the dataset would keep the first epoch's subset / shrink ratio
+        logger.warning("%s: persistent_workers disabled: ratio_list < 1 or total_epoch changes samples per epoch",
+                       mode)
         persistent = False
     generator = torch.Generator()
     generator.manual_seed(seed + rank)  # per-rank worker seeds, so augmentations differ across ranks

@@ -231,10 +231,14 @@ class SimpleDataSet(OCRDataset):
         return lines
 
     def set_epoch(self, epoch: int) -> None:
-        """Draw this epoch's subset (only changes anything when some ratio < 1)."""
+        """Draw this epoch's subset (only changes anything when some ratio < 1) and pass the epoch to
+        the ops that follow it (MakeBorderMap/MakeShrinkMap with ``total_epoch``)."""
         if self.need_reset and epoch != self.epoch:
             self.data_lines = self._draw(epoch)
         self.epoch = epoch
+        for op in self.ops:
+            if getattr(op, "total_epoch", None):
+                op.set_epoch(epoch)
 
     def __len__(self) -> int:
         return len(self.data_lines)

@@ -32,8 +32,15 @@ from ocr_core.registry import check_dataclass
 log = logging.getLogger("ocrflow")
 
 
-def _param_groups(model: nn.Module, default_decay: float) -> list[dict[str, Any]]:
-    """Group trainable parameters by effective weight decay (module overrides win)."""
+def _param_groups(model: nn.Module, default_decay: float, no_decay_names: tuple[str, ...] = (),
+                  one_dim_no_decay: bool = False) -> list[dict[str, Any]]:
+    """Group trainable parameters by effective weight decay.
+
+    Module overrides win; then a parameter whose name contains one of ``no_decay_names``
+    (``Optimizer.no_weight_decay_name``, space-separated) or, with ``one_dim_no_decay``
+    (``one_dim_param_no_weight_decay``, OpenOCR's ``filter_bias_and_bn``), any 1-D parameter
+    (biases, norm scales) gets no decay.
+    """
     decay_of: dict[int, float] = {}
     for module in model.modules():
         override = getattr(module, "weight_decay_override", None)
@@ -42,11 +49,12 @@ def _param_groups(model: nn.Module, default_decay: float) -> list[dict[str, Any]
                 decay_of[id(p)] = float(override)
     groups: dict[float, list[nn.Parameter]] = {}
     seen: set[int] = set()
-    for p in model.parameters():
+    for name, p in model.named_parameters():
         if not p.requires_grad or id(p) in seen:
             continue
         seen.add(id(p))
-        groups.setdefault(decay_of.get(id(p), default_decay), []).append(p)
+        no_decay = any(n in name for n in no_decay_names) or (one_dim_no_decay and p.ndim == 1)
+        groups.setdefault(0.0 if no_decay else decay_of.get(id(p), default_decay), []).append(p)
     return [{"params": ps, "weight_decay": wd} for wd, ps in groups.items()]
 
 
@@ -97,7 +105,8 @@ def build_optimizer(opt_cfg: dict[str, Any] | None, model: nn.Module, epochs: in
     if reg.name == "L1" and reg.factor:
         raise ConfigError("L1 regularization is not supported; use L2", "Optimizer.regularizer.name")
     decay = opt.weight_decay if opt.weight_decay is not None else reg.factor
-    groups = _param_groups(model, decay)
+    groups = _param_groups(model, decay, tuple((opt.no_weight_decay_name or "").split()),
+                           opt.one_dim_param_no_weight_decay)
     if not groups:
         raise ConfigError("the model has no trainable parameters", "Architecture")
     base_lr = lr_cfg.learning_rate

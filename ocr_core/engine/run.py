@@ -301,7 +301,7 @@ def _train(run: Run) -> dict[str, Any]:
             run_eval_and_track(run)
             last_eval_step = run.state.global_step
         _save(run, "latest")
-        if g.save_epoch_step and epoch % g.save_epoch_step == 0:
+        if g.saves_epoch(epoch):  # save_epoch_step: N, or OpenOCR's [start, step]
             _save(run, f"iter_epoch_{epoch}")
         barrier()
         if stop:

@@ -33,6 +33,8 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, push_to_gateway, start_http_server
 
+from ocr_core.observability.tensorboard_sink import TensorBoardSink, open_sink
+
 log = logging.getLogger("ocrflow")
 
 PORT_ENV = "OCRFLOW_METRICS_PORT"
@@ -124,6 +126,7 @@ class TrainingMetrics:
         self.epochs: list[dict[str, float]] = []
         self.evals: list[dict[str, float]] = []
         self.checkpoints: list[dict[str, Any]] = []
+        self.tensorboard: TensorBoardSink | None = None  # Global.use_visualdl (set by for_run)
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -134,6 +137,7 @@ class TrainingMetrics:
         role = os.environ.get(ROLE_ENV) or "train"
         rank = int(os.environ.get("RANK", getattr(run.dist, "rank", 0)))
         self = cls(job, role, rank, state=run.state, device=run.dist.device)
+        self.tensorboard = open_sink(g.use_visualdl, run.save_dir, bool(getattr(run.dist, "is_main", rank == 0)))
         base = resolve_port(g.metrics_port)
         if base is not None:
             local_rank = int(os.environ.get("LOCAL_RANK", "0"))
@@ -193,6 +197,8 @@ class TrainingMetrics:
             self.ips.labels(**lb).set(sum(k for k, _ in self._window) / secs)
         self._gpu_memory()
         self._record_loss(global_step, terms)
+        if self.tensorboard is not None:
+            self.tensorboard.on_step({**terms, "lr": d.get("lr")}, global_step)
 
     __call__ = on_step
 
@@ -223,6 +229,8 @@ class TrainingMetrics:
             if isinstance(v, (int, float)) and not isinstance(v, bool):
                 self.eval_metric.labels(**self.labels, name=k).set(float(v))
         self.eval_runs.labels(**self.labels).inc()
+        if self.tensorboard is not None:
+            self.tensorboard.on_eval(metrics, getattr(self.state, "global_step", self._local_step))
         self.evals.append({"global_step": getattr(self.state, "global_step", self._local_step), **metrics})
         self._gpu_memory()
         if push:
@@ -261,6 +269,8 @@ class TrainingMetrics:
         """End of training: push, and (rank 0: pass ``save_dir``) write ``training_summary.json``,
         ``curves.png`` and ``report.html`` into ``save_dir``."""
         self.push()
+        if self.tensorboard is not None:
+            self.tensorboard.close()
         if save_dir is None:
             return
         save_dir = Path(save_dir)

@@ -107,8 +107,15 @@ class MakeBorderMap:
         epoch: int | None = None,
     ) -> None:
         self.shrink_ratio = _scheduled_ratio(shrink_ratio, total_epoch, epoch)
+        self.base_ratio, self.total_epoch = shrink_ratio, total_epoch
         self.thresh_min = thresh_min
         self.thresh_max = thresh_max
+
+    def set_epoch(self, epoch: int) -> None:
+        """Follow the training epoch (``shrink_ratio + 0.2 * epoch / total_epoch``); a no-op
+        without ``total_epoch``. The dataset calls it every epoch."""
+        if self.total_epoch:
+            self.shrink_ratio = _scheduled_ratio(self.base_ratio, self.total_epoch, epoch)
 
     def __call__(self, data: dict[str, Any]) -> dict[str, Any] | None:
         h, w = data["image"].shape[:2]
@@ -199,7 +206,14 @@ class MakeShrinkMap:
         epoch: int | None = None,
     ) -> None:
         self.shrink_ratio = _scheduled_ratio(shrink_ratio, total_epoch, epoch)
+        self.base_ratio, self.total_epoch = shrink_ratio, total_epoch
         self.min_text_size = min_text_size
+
+    def set_epoch(self, epoch: int) -> None:
+        """Follow the training epoch (``shrink_ratio + 0.2 * epoch / total_epoch``); a no-op
+        without ``total_epoch``. The dataset calls it every epoch."""
+        if self.total_epoch:
+            self.shrink_ratio = _scheduled_ratio(self.base_ratio, self.total_epoch, epoch)
 
     def __call__(self, data: dict[str, Any]) -> dict[str, Any] | None:
         h, w = data["image"].shape[:2]
