@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -39,7 +40,9 @@ def check_save_dir(cfg: dict[str, Any], resume: bool = False, overwrite: bool = 
     process group forms first), so torchrun's ranks agree; a log or config left by a run that
     stopped early does not block a new one.
 
-    ``resume`` sets ``Global.checkpoints`` to ``<save_model_dir>/latest.pt`` when that file exists.
+    ``resume`` sets ``Global.checkpoints`` to ``<save_model_dir>/latest.pt`` when that file exists; a
+    worker that torchrun restarted (``TORCHELASTIC_RESTART_COUNT`` > 0: a lost node, an elastic
+    resize) resumes the same way, since its command line is the first attempt's.
 
     Raises:
         ConfigError: naming ``Global.save_model_dir`` and the checkpoints found.
@@ -52,7 +55,7 @@ def check_save_dir(cfg: dict[str, Any], resume: bool = False, overwrite: bool = 
     if g.checkpoints:
         return  # resuming on purpose
     latest = save_dir / "latest.pt"
-    if resume:
+    if resume or int(os.environ.get("TORCHELASTIC_RESTART_COUNT") or 0) > 0:
         if latest.is_file():
             glob["checkpoints"] = str(latest)
         return

@@ -29,7 +29,7 @@ def _cfg(save_dir, **glob):
     return {"Global": {"save_model_dir": str(save_dir), **glob}}
 
 
-def test_resume_overwrite_and_fresh_dirs(tmp_path):
+def test_resume_overwrite_and_fresh_dirs(tmp_path, monkeypatch):
     out = tmp_path / "run"
     check_save_dir(_cfg(out))  # missing dir: fine
     out.mkdir()
@@ -45,6 +45,11 @@ def test_resume_overwrite_and_fresh_dirs(tmp_path):
     resumed = _cfg(out)
     check_save_dir(resumed, resume=True)
     assert resumed["Global"]["checkpoints"] == str(out / "latest.pt")
+    restarted = _cfg(out)
+    monkeypatch.setenv("TORCHELASTIC_RESTART_COUNT", "1")  # torchrun restarted this worker: same argv
+    check_save_dir(restarted)
+    monkeypatch.delenv("TORCHELASTIC_RESTART_COUNT")
+    assert restarted["Global"]["checkpoints"] == str(out / "latest.pt")
     fresh = _cfg(tmp_path / "new")
     check_save_dir(fresh, resume=True)  # --resume with nothing to resume starts fresh
     assert "checkpoints" not in fresh["Global"]
