@@ -171,7 +171,17 @@ def load_for_run(run: Run) -> None:
     g = run.g
     model = unwrap(run.model)
     if g.checkpoints:
-        ck = ckpt_mod.load_checkpoint(g.checkpoints, map_location=run.dist.device)
+        try:
+            ck = ckpt_mod.load_checkpoint(g.checkpoints, map_location=run.dist.device)
+        except ckpt_mod.CheckpointError as exc:
+            if not g.pretrained_model:
+                raise
+            # the guides promise a fallback PaddleOCR's load_model never does (it asserts): a resume
+            # that silently restarts at epoch 1 from other weights is worse than stopping
+            raise ckpt_mod.CheckpointError(
+                f"Global.checkpoints: {exc}; Global.pretrained_model ({g.pretrained_model}) is not used in "
+                "its place (a resume that cannot load never restarts from other weights): fix the path, "
+                "or drop Global.checkpoints to start from the pretrained model") from None
         if run.charset is not None and ck.get("charset") is not None and list(ck["charset"]) != run.charset:
             raise ConfigError(f"{g.checkpoints} was trained with a {len(ck['charset'])}-character dictionary, "
                               f"the config has {len(run.charset)}: resuming needs the same dictionary "
