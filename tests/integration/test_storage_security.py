@@ -2,19 +2,28 @@
 
 The real ``weed mini``: an object is put through S3 with the session's keys, then every TCP port the
 server process listens on (found in /proc, not taken from our own port table) is tried without
-credentials: HTTP GET of the object through the filer's path, HTTP PUT/POST of new data, the
-volume server's file-id read, the master's ``/submit`` upload, and on gRPC ports a TLS handshake
-without a client certificate and a plaintext HTTP/2 preface. The S3 port still works with keys, and
-a client holding the server's own certificate does complete the gRPC handshake (the refusals are
-real, not a port that answers nobody).
+credentials: HTTP GET of the object through the filer's and S3's paths, HTTP PUT/POST of new data,
+the volume server's read/write/delete of the object's real file id (looked up with ``weed shell``
+holding the server's own certificate), the master's ``/submit`` upload, and on gRPC ports a TLS
+handshake without a client certificate and a plaintext HTTP/2 preface. The controls show the
+refusals are real, not a port that answers nobody: S3 works with the keys, a volume read carrying a
+token signed with the server's read key returns the object, and a client holding the server's
+certificate completes the gRPC handshake.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import http.client
+import json
 import os
+import re
 import socket
 import ssl
+import subprocess
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -145,6 +154,34 @@ def _unix_http(path: str, method: str, url: str, data: bytes | None = None) -> t
         conn.close()
 
 
+def _file_id(server: EmbeddedS3, path: str) -> str:
+    """The volume file id of a one-chunk object, asked as the server's own components ask: ``weed
+    shell`` run in the server's run dir, so it reads its security.toml and client certificate."""
+    assert server.log_path is not None and server.binary is not None
+    master = f"127.0.0.1:{server.ports['master.port']}.{server.ports['master.port.grpc']}"
+    out = subprocess.run([server.binary, "shell", f"-master={master}"], input=f"fs.meta.cat {path}\n",
+                         cwd=server.log_path.parent, capture_output=True, text=True, timeout=60).stdout
+    fids = re.findall(r'"fileId":\s*"(\d+,[0-9a-f]+)"', out)
+    assert len(fids) == 1, out[-500:]
+    return fids[0]
+
+
+def _volume_read_token(run_dir: Path, fid: str) -> str:
+    """An HS256 token for ``fid`` signed with the server's volume read key (``[jwt.signing.read]``)."""
+    # (tomllib is 3.11+; the section is one `key = "..."` line below its header)
+    found = re.search(r'^\[jwt\.signing\.read\]\s*^key\s*=\s*"([^"]*)"',
+                      (run_dir / "security.toml").read_text(), re.M)
+    key = found.group(1) if found else ""  # "" when there is none: the lock left off
+
+    def b64(raw: bytes) -> str:
+        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+    head = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+    claims = b64(json.dumps({"fid": fid, "exp": int(time.time()) + 60}).encode())
+    sig = hmac.new(key.encode(), f"{head}.{claims}".encode(), hashlib.sha256).digest()
+    return f"{head}.{claims}.{b64(sig)}"
+
+
 def _connect(where: int | str) -> socket.socket:
     if isinstance(where, int):
         return socket.create_connection(("127.0.0.1", where), timeout=5)
@@ -182,24 +219,39 @@ def test_no_port_of_the_embedded_server_serves_or_takes_data_without_credentials
         assert len(grpc_ports) >= 4
         master = server.ports["master.port"]
         assert _http("GET", f"http://127.0.0.1:{master}/dir/assign")[0] == 404  # no file ids for anyone
-        fid = "3,01637037d6"  # a syntactically valid file id for the volume server's write path
+        assert server.log_path is not None
+        run_dir = server.log_path.parent  # security.toml and the per-start PKI live beside the log
+        fid = _file_id(server, "/buckets/secure/dir/obj.bin")  # where the bytes really are
+        new_fid = f"{fid.split(',')[0]},ff{fid[-8:]}"  # a new key on the same (writable) volume
+        volume = f"http://127.0.0.1:{server.ports['volume.port']}"
+        # the control: the volume port does serve this file id, to a holder of the read key
+        token = _volume_read_token(run_dir, fid)
+        assert _http("GET", f"{volume}/{fid}", headers={"Authorization": f"BEARER {token}"}) == (200, SECRET)
         leaks = []
         for port in sorted(ports - grpc_ports):
             base = f"http://127.0.0.1:{port}"
             for method, path, data, headers in (
                     ("GET", "/buckets/secure/dir/obj.bin", None, None),
                     ("GET", "/secure/dir/obj.bin", None, None),
+                    ("GET", f"/{fid}", None, None),
                     ("PUT", "/buckets/secure/evil.bin", b"evil", None),
+                    ("PUT", "/secure/evil.bin", b"evil", None),
+                    ("PUT", "/evilbucket", None, None),
+                    ("PUT", f"/{new_fid}", b"evil", None),
                     ("POST", "/buckets/secure/", *_multipart(b"evil")),
                     ("POST", "/submit", *_multipart(b"evil")),
-                    ("POST", f"/{fid}", *_multipart(b"evil"))):
+                    ("POST", f"/{new_fid}", *_multipart(b"evil")),
+                    ("DELETE", f"/{fid}", None, None),
+                    ("DELETE", "/secure/dir/obj.bin", None, None)):
                 status, body = _http(method, base + path, data, headers)
-                if SECRET[:12] in body or status in (200, 201, 204) and method != "GET":
+                if SECRET[:12] in body or status in (200, 201, 202, 204) and method != "GET":
                     leaks.append(f"{method} :{port}{path} -> {status} {body[:60]!r}")
         assert not leaks, "unauthenticated access:\n" + "\n".join(leaks)
         assert [o.uri for o in store.list("s3://secure")] == ["s3://secure/dir/obj.bin"]  # nothing was written
-        assert server.log_path is not None
-        run_dir = server.log_path.parent  # security.toml and the per-start PKI live beside the log
+        assert "evilbucket" not in {b.name for b in store.client.list_buckets()}
+        assert _http("GET", f"{volume}/{fid}", headers={"Authorization": f"BEARER {token}"}) == (200, SECRET)
+        new_token = _volume_read_token(run_dir, new_fid)  # not deleted above, and no new needle
+        assert _http("GET", f"{volume}/{new_fid}", headers={"Authorization": f"BEARER {new_token}"})[0] == 404
         ca, cert = run_dir / "pki" / "ca.crt", (run_dir / "pki" / "node.crt", run_dir / "pki" / "node.key")
         for port in sorted(grpc_ports):
             assert _tls_handshake(port, ca, None).startswith("refused"), port  # no client certificate
