@@ -200,13 +200,10 @@ def open_store(uri: str | os.PathLike[str] | StorageURI, config: S3Config | None
     """The store that serves ``uri``: :class:`LocalStore`, or an ``S3Store`` (config from the env)."""
     if parse_uri(uri).is_local:
         return LocalStore()
-    from ocr_core.storage.s3 import S3Config, shared_s3_store
+    from ocr_core.storage.s3 import S3Config, check_bucket_named, shared_s3_store
 
     cfg = config or S3Config.from_env()
-    bucket = parse_uri(uri).bucket
-    if cfg.endpoint.endswith("amazonaws.com") and bucket in PLACEHOLDER_BUCKETS:
-        raise StorageError(f"s3://{bucket} is OCRFlow's placeholder bucket name; on Amazon S3 name a bucket "
-                           "you own (e.g. --store-root / store_root=s3://<your-bucket>/ocrflow)", str(uri))
+    check_bucket_named(cfg, parse_uri(uri).bucket, str(uri))  # early; every S3Store call checks again
     return shared_s3_store(cfg)
 
 

@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 
 from ocr_core.storage.client import (
     CHUNK,
+    PLACEHOLDER_BUCKETS,
     SHA256_META,
     ObjectInfo,
     check_digest,
@@ -34,7 +35,7 @@ from ocr_core.storage.client import (
 )
 from ocr_core.storage.uri import StorageError, StorageURI, parse_uri
 
-__all__ = ["S3Config", "S3Store", "shared_s3_store"]
+__all__ = ["S3Config", "S3Store", "check_bucket_named", "shared_s3_store"]
 
 log = logging.getLogger("ocrflow.storage")
 T = TypeVar("T")
@@ -59,7 +60,7 @@ class S3Config:
     """How to reach an S3 endpoint. ``repr()`` never shows the keys.
 
     Attributes:
-        endpoint: ``host:port`` (no scheme).
+        endpoint: ``host:port`` (no scheme). Required: there is no default, least of all Amazon S3.
         secure: HTTPS when True.
         access_key / secret_key / session_token: Credentials; anonymous when ``access_key`` is None.
         region: Signing region (also avoids a GetBucketLocation round trip).
@@ -68,7 +69,7 @@ class S3Config:
         backoff: First retry delay in seconds; doubles each time up to ``max_backoff``.
     """
 
-    endpoint: str = "s3.amazonaws.com"
+    endpoint: str
     secure: bool = True
     access_key: str | None = field(default=None, repr=False)
     secret_key: str | None = field(default=None, repr=False)
@@ -88,6 +89,12 @@ class S3Config:
                 f"attempts={self.attempts})")
 
     __str__ = __repr__
+
+    @property
+    def is_amazon(self) -> bool:
+        """True when the endpoint is Amazon S3 (``*.amazonaws.com``, ``*.amazonaws.com.cn``)."""
+        host = urlsplit(f"//{self.endpoint}").hostname or ""
+        return host.endswith((".amazonaws.com", ".amazonaws.com.cn")) or host == "amazonaws.com"
 
     @property
     def url(self) -> str:
@@ -202,11 +209,11 @@ class S3Store:
         return f"S3Store({self.config!r})"
 
     # -- plumbing ---------------------------------------------------------------------------------
-    @staticmethod
-    def _split(uri: str | StorageURI, want_key: bool = True) -> tuple[StorageURI, str, str]:
+    def _split(self, uri: str | StorageURI, want_key: bool = True) -> tuple[StorageURI, str, str]:
         u = parse_uri(uri)
         if not u.is_s3:
             raise StorageError("S3Store only handles s3:// URIs", str(u))
+        check_bucket_named(self.config, u.bucket, str(u))
         if want_key and (not u.key or u.key.endswith("/")):
             raise StorageError("URI names a prefix, not an object", str(u))
         return u, u.bucket, u.key
@@ -252,6 +259,8 @@ class S3Store:
     # -- the API ----------------------------------------------------------------------------------
     def ensure_bucket(self, bucket: str) -> None:
         """Create ``bucket`` if it does not exist."""
+        check_bucket_named(self.config, bucket, f"s3://{bucket}")
+
         def go() -> None:
             if not self.client.bucket_exists(bucket):
                 self.client.make_bucket(bucket)
@@ -351,6 +360,14 @@ class S3Store:
             errors = self._call("delete", u, lambda: list(self.client.remove_objects(bucket, keys)))
             if errors:
                 raise StorageError(f"delete failed for {len(errors)} object(s): {errors[0]}", str(u))
+
+
+def check_bucket_named(config: S3Config, bucket: str, uri: str) -> None:
+    """Refuse our placeholder bucket names on Amazon S3, where anyone may own a bucket of that name
+    (it would receive our data, or serve us theirs); any name is fine on a private endpoint."""
+    if config.is_amazon and bucket in PLACEHOLDER_BUCKETS:
+        raise StorageError(f"s3://{bucket} is OCRFlow's placeholder bucket name; on Amazon S3 name a bucket "
+                           "you own (e.g. --store-root / store_root=s3://<your-bucket>/ocrflow)", uri)
 
 
 def _short(exc: BaseException) -> str:

@@ -455,6 +455,25 @@ def test_amazon_s3_needs_a_bucket_the_user_named(monkeypatch: pytest.MonkeyPatch
     with pytest.raises(StorageError, match="placeholder bucket name"):
         open_store("s3://ocrflow/runs/x")
     assert open_store("s3://acme-ml-ocr/runs/x") is not None  # no request is made until a call
+    # every call of a store already open refuses it too (one store serves every bucket), before any
+    # request: the endpoint below is unreachable, so only the refusal can answer
+    aws = S3Store(S3Config.from_env({"OCRFLOW_S3_ENDPOINT": "https://s3.eu-west-1.amazonaws.com:1",
+                                     "OCRFLOW_S3_RETRIES": "1"}))
+    assert aws.config.is_amazon
+    for call in (lambda: aws.put_bytes(b"x", "s3://ocrflow/a"), lambda: aws.get_bytes("s3://bucket/a"),
+                 lambda: aws.list("s3://my-bucket/runs"), lambda: aws.delete("s3://ocrflow/a"),
+                 lambda: aws.exists("s3://ocrflow/a"), lambda: aws.ensure_bucket("ocrflow")):
+        with pytest.raises(StorageError, match="placeholder bucket name"):
+            call()
+    with pytest.raises(StorageError) as err:  # a named bucket is let through to the (unreachable) endpoint
+        aws.get_bytes("s3://acme-ml-ocr/a")
+    assert "placeholder" not in str(err.value)
+    local = S3Store(S3Config.from_env({"OCRFLOW_S3_ENDPOINT": "http://127.0.0.1:1", "OCRFLOW_S3_RETRIES": "1"}))
+    with pytest.raises(StorageError) as err:  # any name is fine on a private endpoint
+        local.get_bytes("s3://ocrflow/a")
+    assert "placeholder" not in str(err.value)
+    with pytest.raises(TypeError):
+        S3Config()  # type: ignore[call-arg]  # no default endpoint, least of all Amazon's
     monkeypatch.delenv("OCRFLOW_S3_ENDPOINT")
     for var in ("S3_ENDPOINT", "MINIO_ENDPOINT", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"):
         monkeypatch.delenv(var, raising=False)
