@@ -12,7 +12,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 # eval keys that are not quality metrics in [0, 1]
-_NOT_METRIC = frozenset({"epoch", "global_step", "fps", "best_epoch", "best_step"})
+_NOT_METRIC = frozenset({"epoch", "global_step", "fps", "img_s", "best_epoch", "best_step"})
 
 
 def _save(fig: Figure, path: str | Path, dpi: int = 100) -> Path:
