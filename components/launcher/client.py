@@ -26,7 +26,7 @@ from kubernetes import watch as k8s_watch
 from kubernetes.client.rest import ApiException
 from kubernetes.watch.watch import iter_resp_lines
 
-from components.launcher.pytorchjob import CONTAINER_NAME, GROUP, PLURAL, VERSION
+from components.launcher.pytorchjob import CONTAINER_NAME, GROUP, PLURAL, VERSION, current_namespace
 from components.launcher.validate import check_pytorchjob
 
 JOB_NAME_LABEL = "training.kubeflow.org/job-name"
@@ -279,7 +279,8 @@ def launch_and_wait(
     api_client = api_client or api_client_from_env()
     custom = k8s.CustomObjectsApi(api_client)
     core = k8s.CoreV1Api(api_client)
-    name, ns = job["metadata"]["name"], job["metadata"].get("namespace", "default")
+    # a hand-made job without a namespace goes where this pod runs, like a built one (#15 item 3)
+    name, ns = job["metadata"]["name"], job["metadata"].get("namespace") or current_namespace()
     sink = log_sink or (lambda line: None)
     start = time.monotonic()
     deadline = start + timeout_s

@@ -95,6 +95,30 @@ def test_train_step_launches_where_its_pod_runs(monkeypatch, tmp_path):
     assert _launched_job(monkeypatch, "explicit")["metadata"]["namespace"] == "explicit"  # the parameter wins
 
 
+def test_a_job_without_a_namespace_is_created_where_the_pod_runs(monkeypatch):
+    """launch_and_wait given a hand-made job with no namespace: the pod's own, never ``default``."""
+    from kubernetes.client.rest import ApiException
+
+    from components.launcher import client
+
+    created = []
+
+    class Refusing:  # records the create call, then answers like an API server that says no
+        def __init__(self, api_client):
+            pass
+
+        def create_namespaced_custom_object(self, group, version, namespace, plural, body):
+            created.append(namespace)
+            raise ApiException(status=403, reason="Forbidden")
+
+    monkeypatch.setattr(client.k8s, "CustomObjectsApi", Refusing)
+    monkeypatch.setenv("POD_NAMESPACE", "team-ocr")
+    job = {"metadata": {"name": "no-ns"}, "spec": {}}
+    with pytest.raises(client.PyTorchJobError, match="team-ocr/no-ns"):
+        client.launch_and_wait(job, api_client=object(), validate=False)
+    assert created == ["team-ocr"]
+
+
 def test_launch_cli_resolves_the_namespace_when_it_runs(monkeypatch, capsys):
     from components.launcher.cli import main  # imported before the environment changes
 
