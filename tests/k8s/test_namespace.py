@@ -130,6 +130,15 @@ def test_launch_cli_resolves_the_namespace_when_it_runs(monkeypatch, capsys):
 
 
 # --- the manifests -------------------------------------------------------------------------------
+def _paths_holding(node, value: str, path: str = "") -> list[str]:
+    """Dotted paths of every string equal to ``value`` inside ``node``."""
+    if isinstance(node, dict):
+        return [p for k, v in node.items() for p in _paths_holding(v, value, f"{path}.{k}" if path else k)]
+    if isinstance(node, list):
+        return [p for i, v in enumerate(node) for p in _paths_holding(v, value, f"{path}[{i}]")]
+    return [path] if node == value else []
+
+
 def test_manifests_use_one_namespace_and_the_names_the_code_uses():
     from components.launcher.pytorchjob import DEFAULT_SERVICE_ACCOUNT
     from pipelines.ocr_train_pipeline import OBJECT_STORE_SECRET
@@ -150,5 +159,14 @@ def test_manifests_use_one_namespace_and_the_names_the_code_uses():
             for other in doc.get("spec", {}).get("namespaceSelector", {}).get("matchNames", []):
                 assert other == ns, path
     assert OBJECT_STORE_SECRET in seen["Secret"] and DEFAULT_SERVICE_ACCOUNT in seen["ServiceAccount"]
+    # the namespace is written only where `kustomize edit set namespace` rewrites it (metadata, binding
+    # subjects): a copy anywhere else (a PodMonitor's namespaceSelector) would stay behind
+    for path in MANIFESTS.rglob("*.yaml"):
+        if path.parent.name != "crds" and path.name != "kustomization.yaml":
+            for doc in yaml.safe_load_all(path.read_text()):
+                where = [w for w in _paths_holding(doc, ns) if w not in ("metadata.namespace", "metadata.name")
+                         and not w.startswith("metadata.labels.")  # app.kubernetes.io/part-of: ocrflow
+                         and not (w.startswith("subjects[") and w.endswith("].namespace"))]
+                assert not where, f"{path}: {ns!r} at {where}"
     namespaces = [d for d in yaml.safe_load_all((MANIFESTS / "base" / "namespace.yaml").read_text())]
     assert [d["metadata"]["name"] for d in namespaces] == [ns]
