@@ -16,6 +16,10 @@ def add_config_arguments(parser: argparse.ArgumentParser, required: bool = True)
     parser.add_argument("-o", "--opt", "--o", dest="opt", nargs="+", action="extend", default=[],
                         metavar="Section.key=value",
                         help="override config values, e.g. -o Global.epoch_num=10 Train.loader.batch_size_per_card=4")
+    # `python -m torch.distributed.launch` (OpenOCR's and PaddleOCR's guides) appends --local-rank=N
+    # (older torch: --local_rank N); the rank comes from the LOCAL_RANK it also sets
+    parser.add_argument("--local-rank", "--local_rank", dest="local_rank", type=int, default=None,
+                        help=argparse.SUPPRESS)
 
 
 def _check_section_overrides(opts: list[str]) -> None:
@@ -39,6 +43,10 @@ def config_from_args(args: argparse.Namespace, validate: bool = True) -> dict[st
         ConfigError: also for an empty config file (no section but ``Global``) and a whole-section
             override that is not a mapping.
     """
+    if getattr(args, "local_rank", None) is not None:
+        import os
+
+        os.environ.setdefault("LOCAL_RANK", str(args.local_rank))
     _check_section_overrides(list(args.opt or []))
     cfg = load_config(args.config, args.opt)
     if args.config is not None and not any(key != "Global" for key in cfg):

@@ -67,6 +67,8 @@ def _check_global(g: dict[str, Any], model_types: set[str]) -> None:
         if len(step) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) for v in step) or step[1] < 1:
             raise ConfigError(f"expected an int N or [start, step] with step >= 1, got {step!r}",
                               "Global.save_epoch_step")
+    if g.get("backend", "torch") not in ("torch", "onnx"):
+        raise ConfigError(f"expected torch or onnx, got {g.get('backend')!r}", "Global.backend")
     level = g.get("amp_level", "O1")
     if level not in AMP_LEVELS:
         raise ConfigError(f"expected one of {', '.join(AMP_LEVELS)}, got {level!r}", "Global.amp_level")

@@ -43,6 +43,8 @@ class GlobalConfig:
     use_visualdl: bool = False
     use_wandb: bool = False
     infer_img: str | None = None
+    backend: str = "torch"  # OpenOCR's infer: "torch" or "onnx" (runs onnx_model_path)
+    onnx_model_path: str | None = None
     infer_mode: bool = False
     save_res_path: str | None = None
     distributed: bool = False

@@ -145,11 +145,28 @@ def _first_role(post: Any) -> Any:
     return post
 
 
+def destinations(save_res_path: str | None, save_dir: str | Path, out_dir: str | None) -> tuple[Path, Path | None]:
+    """``(folder for predicts.json and drawings, PaddleOCR result file or None = default name)``.
+
+    ``--out`` wins; else ``Global.save_res_path`` is PaddleOCR's result file and the rest goes
+    beside it; else ``<save_model_dir>/infer``.
+    """
+    if out_dir:
+        return Path(out_dir), None
+    if save_res_path:
+        return Path(save_res_path).parent, Path(save_res_path)
+    return Path(save_dir) / "infer", None
+
+
 def infer_config(cfg: dict[str, Any], image_path: str | None, out_dir: str | None) -> list[dict[str, Any]]:
     """Load ``Global.pretrained_model``/``checkpoints`` and infer on ``image_path`` (or ``Global.infer_img``)."""
     from ocr_core.engine.resume import adapt_pretrained_state
     from ocr_core.engine.run import prepare
 
+    if (cfg.get("Global") or {}).get("backend") == "onnx":  # OpenOCR's --o Global.backend=onnx
+        from ocr_core.engine.infer_onnx import infer_onnx
+
+        return infer_onnx(cfg, image_path, out_dir)
     run = prepare(cfg, "infer")
     src = run.g.checkpoints or run.g.pretrained_model
     if not src:
@@ -163,14 +180,7 @@ def infer_config(cfg: dict[str, Any], image_path: str | None, out_dir: str | Non
     target = image_path or run.g.infer_img
     if not target:
         raise ConfigError("give --image or set Global.infer_img", "Global.infer_img")
-    res_file = None
-    if out_dir:
-        dest = Path(out_dir)
-    elif run.g.save_res_path:  # PaddleOCR's result file; our JSON and drawings go beside it
-        res_file = Path(run.g.save_res_path)
-        dest = res_file.parent
-    else:
-        dest = run.save_dir / "infer"
+    dest, res_file = destinations(run.g.save_res_path, run.save_dir, out_dir)
     results = infer(run, list_images(target), dest, res_file)
     log.info("wrote %d results to %s and %s", len(results), dest / "predicts.json",
              res_file or dest / "predicts_*.txt")

@@ -147,7 +147,7 @@ def adapt_pretrained_state(run: Run, ck: dict[str, Any]) -> dict[str, torch.Tens
     When the checkpoint's dictionary differs from the config's, the class-dependent head
     tensors are dropped (they stay freshly initialised) and a log line names both sizes.
     """
-    state = dict(ck["model"])
+    state = ckpt_mod.to_model_keys(dict(ck["model"]), unwrap(run.model))  # .pdparams, DDP/OpenOCR .pth
     if run.charset is None:
         return state
     own = unwrap(run.model).state_dict()

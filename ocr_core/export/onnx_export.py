@@ -89,7 +89,7 @@ def load_export_model(cfg: dict[str, Any], checkpoint: Optional[str] = None,
     model = create_model({"Architecture": arch})
     sha = ""
     if checkpoint:
-        state = _strip_role(ck["model"], role)
+        state = ckpt_mod.to_model_keys(_strip_role(ck["model"], role), model)
         report = ckpt_mod.load_weights(model, state, max_missing_ratio=1.0, source=str(checkpoint))
         ckpt_mod.require_inference_weights(report, model, ck, str(checkpoint), arch)
         if report.unexpected:
@@ -104,6 +104,23 @@ def load_export_model(cfg: dict[str, Any], checkpoint: Optional[str] = None,
     model.export_mode = True
     return ExportedModel(model=model, model_type=model_type, algorithm=str(arch.get("algorithm") or ""),
                          arch=arch, role=role, charset=charset, checkpoint=checkpoint, checkpoint_sha256=sha)
+
+
+def deploy_model(model: nn.Module) -> nn.Module:
+    """The graph to export: a re-parameterised copy when the model has RepViT branches (OpenOCR's
+    ``fuse``), else ``model`` itself. The parity gate compares the export with the unfused model."""
+    import copy
+
+    from ocr_core.modeling.backbones.det_repvit import Conv2D_BN, RepVGGDW, reparameterize
+
+    if not any(isinstance(m, (Conv2D_BN, RepVGGDW)) for m in model.modules()):
+        return model
+    fused = copy.deepcopy(model).eval()
+    n = reparameterize(fused)
+    if not n:
+        return model
+    log.info("export: re-parameterised %d RepViT modules into single convs", n)
+    return fused
 
 
 def sample_input(model_type: str, rec_shape: Optional[list[int]] = None, batch: int = 1) -> torch.Tensor:
@@ -311,7 +328,7 @@ def export_onnx(cfg: dict[str, Any], out_dir: str | Path, checkpoint: Optional[s
     if exported.model_type == "rec":
         rec_shape = meta[md.PREFIX + "resize"]["image_shape"]
         example = sample_input("rec", rec_shape)
-    proto = to_onnx(exported.model, exported.model_type, opset, example)
+    proto = to_onnx(deploy_model(exported.model), exported.model_type, opset, example)
     md.write_metadata(proto, meta)
     onnx_path = out / "model.onnx"
     onnx.save(proto, str(onnx_path))
@@ -329,6 +346,7 @@ __all__ = [
     "ExportResult",
     "ExportedModel",
     "checkpoint_from_config",
+    "deploy_model",
     "export_onnx",
     "load_export_model",
     "op_counts",

@@ -56,10 +56,11 @@ class _Predictor:
     model_type = ""
 
     def __init__(self, model_path: str | Path, providers: Optional[Sequence[str]] = None,
-                 intra_op_num_threads: Optional[int] = None) -> None:
+                 intra_op_num_threads: Optional[int] = None, metadata: Optional[dict[str, Any]] = None) -> None:
         self.model_path = md.resolve_model_path(model_path)
         self.session = make_session(self.model_path, providers, intra_op_num_threads)
-        self.meta = md.read_metadata(self.session)
+        # a foreign model (no ocrflow.* entries) may be given its settings (built from a config)
+        self.meta = dict(metadata) if metadata is not None else md.read_metadata(self.session)
         md.validate_metadata(self.meta, str(self.model_path), self.model_type)
         self.input_name = self.session.get_inputs()[0].name
 
@@ -96,8 +97,9 @@ class DetPredictor(_Predictor):
     model_type = "det"
 
     def __init__(self, model_path: str | Path, providers: Optional[Sequence[str]] = None,
-                 intra_op_num_threads: Optional[int] = None, filter_boxes: bool = True, **overrides: Any) -> None:
-        super().__init__(model_path, providers, intra_op_num_threads)
+                 intra_op_num_threads: Optional[int] = None, filter_boxes: bool = True,
+                 metadata: Optional[dict[str, Any]] = None, **overrides: Any) -> None:
+        super().__init__(model_path, providers, intra_op_num_threads, metadata)
         self.filter_boxes = filter_boxes
         self.resize = _override(self.meta[P + "resize"], overrides, md.DET_RESIZE_KEYS)
         self.normalize = _override(self.meta[P + "normalize"], overrides, ("scale", "mean", "std"))
@@ -170,8 +172,9 @@ class RecPredictor(_Predictor):
 
     def __init__(self, model_path: str | Path, providers: Optional[Sequence[str]] = None,
                  intra_op_num_threads: Optional[int] = None, batch_size: int = 6, dynamic_width: bool = True,
-                 image_shape: Optional[list[int]] = None, character: Optional[list[str]] = None) -> None:
-        super().__init__(model_path, providers, intra_op_num_threads)
+                 image_shape: Optional[list[int]] = None, character: Optional[list[str]] = None,
+                 metadata: Optional[dict[str, Any]] = None) -> None:
+        super().__init__(model_path, providers, intra_op_num_threads, metadata)
         self.image_shape = [int(v) for v in (image_shape or self.meta[P + "resize"]["image_shape"])]
         self.batch_size = max(1, int(batch_size))
         self.dynamic_width = dynamic_width

@@ -118,11 +118,26 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
 
 
 def to_model_keys(state: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
-    """Rename a PaddleOCR (``.pdparams``) state dict onto ``model``'s keys; others pass through."""
+    """Rename a foreign state dict onto ``model``'s keys; our own pass through.
+
+    PaddleOCR (``.pdparams``) names are mapped; a DDP-saved state (every key ``module.``-prefixed,
+    e.g. OpenOCR's ``.pth``) loses the prefix, and what then still does not name our tensors is
+    mapped as ``ocrflow weights import-openocr`` does (by name, then by order with shape checks).
+    """
     from ocr_core.weights.paddle_import import looks_like_paddle, map_paddle_state
 
     if looks_like_paddle(state):
         return map_paddle_state(state, model, max_missing_ratio=1.0)[0]
+    if state and all(k.startswith("module.") for k in state):
+        state = {k[len("module."):]: v for k, v in state.items()}
+        own = model.state_dict()
+        if not set(state) <= set(own):
+            from ocr_core.weights.openocr_import import map_openocr_state
+
+            try:
+                return map_openocr_state(state, model, strict=False)[0]
+            except CheckpointError:
+                return state  # the loader reports what does not fit
     return state
 
 

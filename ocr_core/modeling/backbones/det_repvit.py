@@ -1,7 +1,9 @@
 """OpenOCR's ``RepSVTR_det`` backbone (RepViT blocks; OpenOCR ``opendet/modeling/backbones/repvit.py``).
 
 Module names follow OpenOCR (``features.N.token_mixer.0.c`` ...) so OpenOCR state dicts load by
-name. The structural re-parameterisation (``fuse``) is not needed for training and is not ported.
+name. The structural re-parameterisation (:func:`reparameterize`, OpenOCR's ``fuse``) turns each
+``Conv2D_BN`` into one biased conv and each ``RepVGGDW`` (3x3 dw conv + 1x1 dw conv + identity, then
+BN) into one 3x3 depthwise conv; export applies it so the ONNX graph is the deploy graph.
 Outputs: features after blocks 2, 5, 10, 13 (strides 4, 8, 16, 32), channels [48, 96, 192, 384].
 """
 
@@ -51,6 +53,54 @@ class Conv2D_BN(nn.Sequential):  # noqa: N801 - OpenOCR's name
         self.add_module("bn", nn.BatchNorm2d(b))
         nn.init.constant_(self.bn.weight, bn_weight_init)
         nn.init.constant_(self.bn.bias, 0)
+
+
+def _bn_scale_shift(bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
+    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+    return scale, bn.bias - bn.running_mean * scale
+
+
+@torch.no_grad()
+def fuse_conv_bn(conv_bn: Conv2D_BN) -> nn.Conv2d:
+    """``BN(conv(x))`` as one conv with a bias (eval-mode BN statistics)."""
+    c, bn = conv_bn.c, conv_bn.bn
+    scale, shift = _bn_scale_shift(bn)
+    fused = nn.Conv2d(c.in_channels, c.out_channels, c.kernel_size, c.stride, c.padding, c.dilation, c.groups,
+                      bias=True, device=c.weight.device)
+    fused.weight.copy_(c.weight * scale[:, None, None, None])
+    fused.bias.copy_(shift)
+    return fused
+
+
+@torch.no_grad()
+def fuse_repvgg_dw(block: RepVGGDW) -> nn.Conv2d:
+    """``BN(dw3x3(x) + dw1x1(x) + x)`` as one 3x3 depthwise conv: the 1x1 kernel and the identity
+    sit at the centre of the 3x3 kernel; the outer BN then scales and shifts the sum."""
+    conv = fuse_conv_bn(block.conv)
+    centre = torch.zeros_like(conv.weight)
+    centre[:, :, 1, 1] = block.conv1.weight[:, :, 0, 0] + 1.0
+    weight = conv.weight + centre
+    bias = conv.bias + block.conv1.bias
+    scale, shift = _bn_scale_shift(block.bn)
+    conv.weight.copy_(weight * scale[:, None, None, None])
+    conv.bias.copy_(bias * scale + shift)
+    return conv
+
+
+def reparameterize(model: nn.Module) -> int:
+    """Replace, in place, every ``RepVGGDW`` and ``Conv2D_BN`` below ``model`` by its fused conv.
+
+    Only valid in eval mode (BN running statistics). Returns the number of modules replaced.
+    """
+    replaced: set[int] = set()
+    for parent in list(model.modules()):
+        if id(parent) in replaced:  # already folded into its parent's conv
+            continue
+        for name, child in list(parent.named_children()):
+            if isinstance(child, (RepVGGDW, Conv2D_BN)):
+                setattr(parent, name, fuse_repvgg_dw(child) if isinstance(child, RepVGGDW) else fuse_conv_bn(child))
+                replaced.add(id(child))
+    return len(replaced)
 
 
 class Residual(nn.Module):
