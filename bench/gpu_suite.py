@@ -11,7 +11,8 @@ rewritten after every row so a killed session keeps what it measured):
   AMP + channels_last + torch.compile (det_mv3_db and rec only unless ``--compile-all``). Inputs:
   one real batch built by the config's own Train transforms from synthetic images, reused.
 * ``loader/det_mv3_db``: img/s of det_mv3_db's Train pipeline through ``build_dataloader`` with
-  ``os.cpu_count()`` workers and no model, against the AMP train step: "data-bound"/"GPU-bound".
+  ``os.cpu_count()`` workers and no model, against the fastest det_mv3_db train step measured in
+  the same run (normally AMP + channels_last): "data-bound"/"GPU-bound".
 * ``eval/ppocrv3_student``: ``ocr_core.engine.loop.evaluate`` img/s on synthetic 1280x720 pages
   (DetResizeForTest limit 736, min).
 * ``parity/<model>/<runtime>``: max |eager torch - exported| for the PP-OCRv3 det student and the
@@ -188,6 +189,9 @@ def run_rows(rows: list[Row], ctx: parts.Ctx, budget_s: float, t_start: float,
         res["name"] = row.name
         res["row_s"] = round(time.perf_counter() - t0, 2)
         ctx.results[row.name] = res
+        loader = ctx.results.get("loader/det_mv3_db")
+        if loader is not None and loader.get("status") in ("ok", "partial"):  # faster train rows come later
+            loader.update(parts.loader_verdict(loader.get("img_s"), ctx.results, loader.get("loader_detail", "")))
         print(f"[{time.perf_counter() - t_start:6.1f}s] {row.name}: {res['note']}"
               + (f" ({res['img_s']:.1f} img/s)" if res.get("img_s") else ""), file=sys.stderr, flush=True)
         on_result()
