@@ -246,6 +246,13 @@ def test_no_port_of_the_embedded_server_serves_or_takes_data_without_credentials
                 status, body = _http(method, base + path, data, headers)
                 if SECRET[:12] in body or status in (200, 201, 202, 204) and method != "GET":
                     leaks.append(f"{method} :{port}{path} -> {status} {body[:60]!r}")
+            # master/volume administration: dropping a bucket's volumes, growing, vacuuming, deleting
+            for method, path in (("GET", "/col/delete?collection=secure"), ("POST", "/col/delete?collection=secure"),
+                                 ("GET", "/vol/grow?count=1&collection=secure"), ("GET", "/vol/vacuum"),
+                                 ("POST", f"/admin/volume/delete?volume={fid.split(',')[0]}")):
+                status, body = _http(method, base + path)
+                if isinstance(status, int) and status < 400:
+                    leaks.append(f"{method} :{port}{path} -> {status} {body[:60]!r}")
         assert not leaks, "unauthenticated access:\n" + "\n".join(leaks)
         assert [o.uri for o in store.list("s3://secure")] == ["s3://secure/dir/obj.bin"]  # nothing was written
         assert "evilbucket" not in {b.name for b in store.client.list_buckets()}
