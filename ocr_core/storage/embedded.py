@@ -205,8 +205,9 @@ class EmbeddedS3:
                 f"-master.dir={self.data_dir / 'master'}", f"-ip={HOST}",
                 f"-ip.bind={HOST}"]
         args += [f"-{k}={v}" for k, v in sorted(self.ports.items())]
-        # -disableHttp: master/volume/filer HTTP APIs answer 404 (the master's /submit would
-        # otherwise store uploads from anyone); S3 keeps working through its own port
+        # -disableHttp: the master's and filer's HTTP APIs answer 404 (the master's /submit and
+        # /col/delete would otherwise store anyone's upload or drop a bucket's volumes); the volume
+        # server keeps its HTTP API, which S3 moves chunks through, behind the JWT keys
         args += ["-disableHttp", "-s3.port.iceberg=0", "-s3.port.lance=0", "-webdav=false", "-admin.ui=false",
                  "-master.telemetry=false", f"-s3.localSocket={self._run_dir / 's3.sock'}",
                  f"-filer.localSocket={self._run_dir / 'filer.sock'}"]

@@ -11,9 +11,14 @@ the gRPC ports answer anyone on the machine. :func:`write_security_config` write
 * ``[grpc.*]``: mutual TLS on every gRPC port, from a throw-away CA made for this server start
   (``openssl``); a client without a certificate signed by it fails the TLS handshake.
 
-The server also runs with ``-disableHttp`` (:meth:`EmbeddedS3.command`): the master's HTTP API
-(``/submit`` stores an upload from anyone, ``/dir/assign`` hands out file ids) answers 404. Only the
-S3 port takes or serves data, with the session's keys (SigV4). Everything binds 127.0.0.1.
+The server also runs with ``-disableHttp`` (:meth:`EmbeddedS3.command`): the master's and the
+filer's HTTP APIs answer 404 (the master's ``/submit`` stores an upload from anyone, ``/dir/assign``
+hands out file ids, ``/col/delete`` drops a bucket's volumes). The volume server's HTTP API stays
+(the S3 gateway moves chunks through it) and answers ``401 wrong jwt`` to a request without a
+token. What still answers without credentials is status only, no object names or contents: the
+master's status page and ``/cluster/status``, the volume's ``/status`` and the admin's ``/metrics``
+(both name the buckets), the ``/healthz`` endpoints. Only the S3 port takes or serves data, with
+the session's keys (SigV4). Everything binds 127.0.0.1.
 Test: tests/integration/test_storage_security.py.
 """
 
