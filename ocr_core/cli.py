@@ -151,6 +151,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:  # an unwritable/clashing output path, a download target, a full disk
         print(f"ocrflow {args.verb}: error: {os_error_message(exc)}", file=sys.stderr)
         return 2
+    except ValueError as exc:
+        if "null byte" not in str(exc):  # a bug: keep its traceback
+            raise
+        # a path (a config value, a file list entry) with a NUL byte: open()/stat() refuse it
+        print(f"ocrflow {args.verb}: error: a path contains a NUL byte ({user_message(exc)})", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"ocrflow {args.verb}: interrupted", file=sys.stderr)
         return 130

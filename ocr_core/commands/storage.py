@@ -103,6 +103,18 @@ def _ls(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_entry_paths(uri: str) -> None:
+    """Refuse a manifest whose file paths no file system takes (a NUL byte), naming the entry,
+    before anything is downloaded (``open()`` would raise a bare ValueError half way through)."""
+    from ocr_core.storage.manifest import MANIFEST_NAME, read_manifest
+    from ocr_core.storage.uri import StorageError, join_uri
+
+    for i, entry in enumerate(read_manifest(uri).files):
+        if "\x00" in entry.path:
+            raise StorageError(f"invalid manifest: files[{i}].path {entry.path!r} contains a NUL byte",
+                               join_uri(uri, MANIFEST_NAME))
+
+
 def run(args: argparse.Namespace) -> int:
     from ocr_core.storage.manifest import sync_down, sync_up
 
@@ -115,6 +127,7 @@ def run(args: argparse.Namespace) -> int:
                     workers=args.workers)
         print(f"published {m.prefix}: {len(m.files)} files, {m.total_bytes} bytes, digest {m.digest()}")
         return 0
+    _check_entry_paths(args.uri)
     m = sync_down(args.uri, args.local_dir, cache=not args.no_cache, workers=args.workers)
     print(f"downloaded {m.prefix} -> {args.local_dir}: {len(m.files)} files, {m.total_bytes} bytes, "
           f"digest {m.digest()}")

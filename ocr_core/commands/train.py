@@ -50,8 +50,11 @@ def check_save_dir(cfg: dict[str, Any], resume: bool = False, overwrite: bool = 
     from ocr_core.config import parse_global
 
     g = parse_global(cfg)
-    save_dir = Path(g.save_model_dir)
     glob = cfg.setdefault("Global", {})
+    if "\x00" in str(g.save_model_dir):
+        raise ConfigError(f"{g.save_model_dir!r} contains a NUL byte", "Global.save_model_dir",
+                          file=glob.get("_config_file"))
+    save_dir = Path(g.save_model_dir)
     if g.checkpoints:
         return  # resuming on purpose
     latest = save_dir / "latest.pt"

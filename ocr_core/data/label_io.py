@@ -82,6 +82,8 @@ def read_label_lines(path: str) -> Iterator[tuple[int, Optional[str]]]:
             raw = fh.read()
     except OSError as exc:
         raise DataError(f"{path}: cannot read label file ({exc.strerror or exc})") from exc
+    except ValueError as exc:  # a NUL byte in the path (open() refuses it before any OSError)
+        raise DataError(f"{path!r}: cannot read label file ({exc})") from exc
     if raw.startswith(b"\xef\xbb\xbf"):
         raw = raw[3:]
     for i, chunk in enumerate(raw.split(b"\n"), start=1):
@@ -119,10 +121,13 @@ def parse_path_field(field: str) -> tuple[str, ...]:
             raise LineError("bad_path", f"multi-image path list is not valid JSON ({exc.msg})") from exc
         if not isinstance(paths, list) or not paths or not all(isinstance(p, str) and p for p in paths):
             raise LineError("bad_path", "multi-image path list must be a non-empty JSON list of strings")
-        return tuple(paths)
-    if not field.strip():
-        raise LineError("bad_path", "empty image path")
-    return (field,)
+    else:
+        if not field.strip():
+            raise LineError("bad_path", "empty image path")
+        paths = [field]
+    if any("\x00" in p for p in paths):  # no file system takes it (open() raises ValueError)
+        raise LineError("bad_path", "image path contains a NUL byte")
+    return tuple(paths)
 
 
 def _coord(value: Any, box_no: int) -> float:

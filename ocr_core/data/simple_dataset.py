@@ -255,6 +255,8 @@ class SimpleDataSet(OCRDataset):
                 img = fh.read()
         except OSError as exc:
             raise DataError(f"cannot read image {full} ({exc.strerror or exc})") from exc
+        except ValueError as exc:  # a NUL byte in data_dir: open() refuses it without an OSError
+            raise DataError(f"cannot read image {full!r} ({exc})") from exc
         return {"img_path": full, "label": entry.label, "image": img}
 
 
