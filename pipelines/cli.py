@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -27,6 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     c = sub.add_parser("compile", help="write the pipeline YAML")
     c.add_argument("--out", help="default: dist/ocr_<pipeline>_pipeline.yaml")
     c.add_argument("--pipeline", choices=PIPELINES, default="train")
+    c.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE",
+                   help="a new default in the YAML (the UI form, runs that do not set it)")
     r = sub.add_parser("run", help="run the whole DAG on this machine (kfp.local + embedded S3)")
     r.add_argument("--local", action="store_true", required=True, help="(the only mode: kfp.local)")
     r.add_argument("--raw-data", required=True, help="raw labelled data: local dir or published URI")
@@ -46,7 +49,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     j.add_argument("--host", required=True)
     j.add_argument("--experiment", required=True)
     j.add_argument("--job-name", required=True)
-    j.add_argument("--cron", required=True, help="6 fields, seconds first: '0 0 2 * * *' = 02:00 daily")
+    j.add_argument("--cron", required=True,
+                   help="crontab (5 fields: '0 2 * * *' = 02:00 daily) or KFP's 6 fields, seconds first ('0 0 2 * * *')")
     j.add_argument("--max-concurrency", type=int, default=1)
     j.add_argument("--no-catchup", action="store_true", help="do not backfill missed intervals")
     j.add_argument("--pipeline", choices=PIPELINES, default="retrain")
@@ -59,19 +63,28 @@ def run(args: argparse.Namespace) -> int:
     from pipelines.schedule import compile_named, create_schedule, default_package, validate_schedule
     from pipelines.submit import parse_params, submit
 
+    try:
+        params = parse_params(args.param)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     if args.action == "compile":
-        print(compile_named(args.pipeline, args.out or default_package(args.pipeline)))
+        try:
+            print(compile_named(args.pipeline, args.out or default_package(args.pipeline), params))
+        except ValueError as exc:  # e.g. "Pipeline parameter worker does not match any known pipeline input."
+            raise ConfigError(f"pipeline compile -p: {exc}") from None
         return 0
-    params = parse_params(args.param)
     if args.action == "schedule":
         try:
-            validate_schedule(args.cron, args.max_concurrency)
+            cron = validate_schedule(args.cron, args.max_concurrency)
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
-        job_id = create_schedule(args.host, args.experiment, args.job_name, args.cron, params,
+        print(f"schedule: cron {args.cron!r} -> KFP cron {cron!r} (second minute hour day-of-month month "
+              f"day-of-week, the scheduler's time zone), max_concurrency {args.max_concurrency}, "
+              f"{'no catch-up' if args.no_catchup else 'catch-up (missed runs are backfilled)'}", file=sys.stderr)
+        job_id = create_schedule(args.host, args.experiment, args.job_name, cron, params,
                                  pipeline=args.pipeline, package=args.package,
                                  max_concurrency=args.max_concurrency, no_catchup=args.no_catchup)
-        print(json.dumps({"recurring_run_id": job_id}))
+        print(json.dumps({"recurring_run_id": job_id, "cron": cron}))
         return 0
     if args.action == "submit":
         package = args.package

@@ -1,11 +1,13 @@
 """Compile either pipeline by name and create a KFP recurring run (``kfp.Client.create_recurring_run``).
 
 The nightly retraining job is a recurring run of ``ocr-retrain-pipeline``: it starts on a
-6-field cron schedule (seconds first, KFP/robfig format: ``'0 0 2 * * *'`` = 02:00:00 daily),
+6-field cron schedule (seconds first, KFP/robfig format: ``'0 0 2 * * *'`` = 02:00:00 daily; a 5-field
+crontab line is accepted and gets second 0),
 ``max_concurrency=1`` so two runs never train (or move the production pointer) at once, and
 ``no_catchup`` so a paused job does not backfill missed nights.
 """
 
+import re
 import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -28,24 +30,76 @@ def default_package(pipeline: str) -> str:
     return {"train": "dist/ocr_train_pipeline.yaml", "retrain": "dist/ocr_retrain_pipeline.yaml"}[pipeline]
 
 
-def compile_named(pipeline: str, out: str | Path) -> Path:
-    """Write the compiled YAML (IR + kubernetes platform document) of ``pipeline`` to ``out``."""
+def compile_named(pipeline: str, out: str | Path, defaults: Mapping[str, Any] | None = None) -> Path:
+    """Write the compiled YAML (IR + kubernetes platform document) of ``pipeline`` to ``out``.
+
+    ``defaults`` replace parameter defaults in the YAML: what the UI's run form shows, and what a run or
+    recurring run gets when it does not set them (``kfp recurring-run create`` can send strings only).
+    """
     funcs = pipelines()
     if pipeline not in funcs:
         raise ValueError(f"unknown pipeline {pipeline!r}: choose one of {sorted(funcs)}")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    compiler.Compiler().compile(funcs[pipeline], str(out))
+    compiler.Compiler().compile(funcs[pipeline], str(out), pipeline_parameters=dict(defaults or {}) or None)
     return out
 
 
+_RANGES = {"second": (0, 59), "minute": (0, 59), "hour": (0, 23), "day of month": (1, 31), "month": (1, 12),
+           "day of week": (0, 6)}
+_NAMES = {"month": {m: i + 1 for i, m in enumerate("JAN FEB MAR APR MAY JUN JUL AUG SEP OCT NOV DEC".split())},
+          "day of week": {d: i for i, d in enumerate("SUN MON TUE WED THU FRI SAT".split())}}
+DESCRIPTORS = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly")
+
+
+def _check_field(name: str, text: str) -> None:
+    """One cron field (``*``, ``?``, ``a``, ``a-b``, ``*/n``, ``a-b/n``, lists of those); raises ValueError."""
+    lo, hi = _RANGES[name]
+
+    def value(tok: str) -> int:
+        named = _NAMES.get(name, {}).get(tok.upper())
+        if named is not None:
+            return named
+        if not tok.isdigit():
+            raise ValueError(f"{name} field {text!r}: {tok!r} is not a number")
+        if not lo <= int(tok) <= hi:
+            raise ValueError(f"{name} field {text!r}: {tok} is outside {lo}-{hi}")
+        return int(tok)
+
+    for part in text.split(","):
+        rng, _, step = part.partition("/")
+        if step and (not step.isdigit() or int(step) < 1):
+            raise ValueError(f"{name} field {text!r}: step {step!r} must be a positive number")
+        if rng == "?" and name in ("day of month", "day of week") and not step:
+            continue
+        if rng == "*":
+            continue
+        a, dash, b = rng.partition("-")
+        if value(a) > (value(b) if dash else hi if step else value(a)):
+            raise ValueError(f"{name} field {text!r}: range {rng} runs backwards")
+
+
 def validate_cron(expr: str) -> str:
-    """A KFP cron expression has 6 space-separated fields, seconds first; returns it normalised."""
+    """The cron expression KFP gets: 6 fields, seconds first (a 5-field crontab line gets second 0).
+
+    ``'0 2 * * *'`` (crontab: 02:00 daily) -> ``'0 0 2 * * *'``; 6 fields and robfig descriptors
+    (``@daily``, ``@every 1h``) pass as they are. Raises ``ValueError`` with a one-line reason.
+    """
     fields = expr.split()
+    if fields and fields[0] in DESCRIPTORS and len(fields) == 1:
+        return fields[0]
+    if len(fields) == 2 and fields[0] == "@every" and re.fullmatch(r"(\d+(\.\d+)?(ns|us|ms|s|m|h))+", fields[1]):
+        return " ".join(fields)
+    if len(fields) == 5:
+        fields = ["0", *fields]
     if len(fields) != len(CRON_FIELDS):
-        hint = f" (did you mean '0 {' '.join(fields)}'?)" if len(fields) == 5 else ""
-        raise ValueError(f"cron expression {expr!r} has {len(fields)} field(s); KFP needs 6: "
-                         f"{' '.join(CRON_FIELDS)}, e.g. '0 0 2 * * *' for 02:00 daily{hint}")
+        raise ValueError(f"cron expression {expr!r} has {len(fields)} field(s); give 5 (crontab: minute hour "
+                         f"day-of-month month day-of-week) or 6 (KFP: second first), e.g. '0 2 * * *' for 02:00 daily")
+    try:
+        for name, text in zip(CRON_FIELDS, fields):
+            _check_field(name, text)
+    except ValueError as exc:
+        raise ValueError(f"cron expression {expr!r}: {exc}") from None
     return " ".join(fields)
 
 

@@ -174,13 +174,24 @@ def test_schedule_against_fake_server(tmp_path: Path) -> None:
                                                    "launcher": "kubernetes"}
 
 
-def test_schedule_rejects_a_five_field_cron(capsys: pytest.CaptureFixture[str]) -> None:
+def test_schedule_turns_a_crontab_line_into_kfp_cron(capsys: pytest.CaptureFixture[str]) -> None:
+    """5 fields (crontab) -> second 0 prepended, said on stderr, submitted; nonsense -> one line, exit 2."""
     from ocr_core.cli import main
 
-    rc = main(["pipeline", "schedule", "--host", "http://127.0.0.1:9", "--experiment", "ocr", "--job-name", "j",
-               "--cron", "0 2 * * *"])
-    err = capsys.readouterr().err
-    assert rc == 2 and "has 5 field(s); KFP needs 6" in err and "'0 0 2 * * *'" in err
+    with FakeKFP() as fake:
+        rc = main(["pipeline", "schedule", "--host", fake.url, "--experiment", "ocr", "--job-name", "j",
+                   "--cron", "30 2 * * MON-FRI", "--no-catchup", "-p", "raw_data_uri=s3://b/raw"])
+    out, err = capsys.readouterr()
+    assert rc == 0 and json.loads(out.strip().splitlines()[-1])["cron"] == "0 30 2 * * MON-FRI"
+    assert "cron '30 2 * * MON-FRI' -> KFP cron '0 30 2 * * MON-FRI'" in err and "no catch-up" in err
+    assert fake.posts("recurringruns")[0]["trigger"] == {"cron_schedule": {"cron": "0 30 2 * * MON-FRI"}}
+    for bad, why in [("every night", "has 2 field(s); give 5"), ("0 0 25 * * *", "hour field '25': 25 is outside 0-23"),
+                     ("0 0 2 * * * *", "has 7 field(s)"), ("0 2 * 13 *", "month field '13'"),
+                     ("*/0 2 * * *", "step '0' must be a positive number")]:
+        rc = main(["pipeline", "schedule", "--host", "http://127.0.0.1:9", "--experiment", "ocr", "--job-name", "j",
+                   "--cron", bad])
+        err = capsys.readouterr().err
+        assert rc == 2 and why in err and len(err.strip().splitlines()) == 1, (bad, err)
 
 
 def test_compile_and_submit_retrain(tmp_path: Path) -> None:
