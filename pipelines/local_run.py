@@ -5,16 +5,19 @@ environment (``OCRFLOW_S3_ENDPOINT`` + keys), which :func:`run_pipeline_locally`
 ``EmbeddedS3.env``). ``pipeline_root`` must be a local directory (kfp.local limitation).
 """
 
+import contextlib
 import os
 import re
+import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from kfp import local
 from kfp.dsl.graph_component import GraphComponent
 
+from ocr_core.errors import OCRFlowError
 from pipelines.ocr_train_pipeline import check_arguments, ocr_train_pipeline
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -22,6 +25,34 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _START = re.compile(r"Executing task '([^']+)'")
 _END = re.compile(r"Task '([^']+)' finished with status (\w+)")
 _SKIP = re.compile(r"Skipping conditional task (\S+)")  # a dsl.If/Else branch whose condition is false
+
+
+class PipelineFailed(OCRFlowError, RuntimeError):
+    """A task of a local run failed (its log is printed above): one line at the CLI, exit 2.
+
+    Still a ``RuntimeError``, what kfp.local raises, for callers that catch that.
+    """
+
+
+@contextlib.contextmanager
+def _plain_kfp_colours() -> Iterator[None]:
+    """kfp.local colours task names and statuses whether or not it writes to a terminal; off a
+    terminal (a CI log, a file) and under ``NO_COLOR`` the escape codes are only noise."""
+    from kfp.local import logging_utils
+
+    colour = logging_utils.Color
+    if not os.environ.get("NO_COLOR") and sys.stdout.isatty() and sys.stderr.isatty():
+        yield
+        return
+    names = ("CYAN", "GREEN", "RED", "MAGENTA", "RESET")
+    saved = {n: getattr(colour, n) for n in names if hasattr(colour, n)}
+    for n in saved:
+        setattr(colour, n, "")
+    try:
+        yield
+    finally:
+        for n, value in saved.items():
+            setattr(colour, n, value)
 
 
 class StepTimer:
@@ -78,7 +109,12 @@ def run_pipeline_locally(params: Mapping[str, Any], pipeline_root: str | os.Path
         # kfp.local logs a skipped condition branch at INFO outside its own logging context
         root_logger.setLevel(min(level or logging.WARNING, logging.INFO))
     try:
-        return pipeline(**dict(params))
+        with _plain_kfp_colours():
+            return pipeline(**dict(params))
+    except RuntimeError as exc:
+        if isinstance(exc, PipelineFailed) or "finished with status" not in str(exc):
+            raise
+        raise PipelineFailed(f"{_ANSI.sub('', str(exc))} (its log is above)") from None
     finally:
         if flt is not None:
             root_logger.removeFilter(flt)
@@ -101,6 +137,13 @@ def check_local_raw_data(params: Mapping[str, Any]) -> None:
         what = "is not a directory" if Path(raw).exists() else "does not exist"
         raise DataError(f"{raw}: raw data directory {what} (--raw-data takes a local directory or a "
                         "published s3:// URI)")
+    from components.steps.data import SPLITS
+
+    root = Path(raw)
+    if not any((root / "det" / s / "gt").is_dir() or (root / "rec" / s / "gt.txt").is_file() for s in SPLITS):
+        # the convert-labels task would find this after the object store, kfp.local and ingest
+        raise DataError(f"{raw}: no det/<split>/gt/ or rec/<split>/gt.txt ground truth (splits: "
+                        f"{', '.join(SPLITS)}; `ocrflow split-icdar` writes this layout)")
 
 
 def display_names(pipeline: GraphComponent = ocr_train_pipeline) -> dict[str, str]:
