@@ -21,13 +21,18 @@ ARG WITH_TENSORRT=0
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONUNBUFFERED=1 \
     OCRFLOW_PYTORCHJOB_CRD=/opt/ocrflow/manifests/crds/kubeflow.org_pytorchjobs.yaml
 COPY --from=build /wheels /wheels
-# torch is the base image's CUDA build: the constraint keeps pip from swapping it. The `gpu` extra
-# minus TensorRT by default (onnxruntime-gpu only); WITH_TENSORRT=1 installs the whole extra.
+COPY pyproject.toml images/image_requirements.py /tmp/req/
+# torch is the base image's CUDA build: the constraint keeps pip from swapping it. One onnxruntime per
+# image: images/image_requirements.py gives the dependencies with onnxruntime-gpu in place of
+# onnxruntime (both install the same package and the CUDA provider can vanish); the wheel then goes in
+# with --no-deps. WITH_TENSORRT=1 adds the whole `gpu` extra (TensorRT), built at deploy time.
 RUN python -c "import torch; print('torch==' + torch.__version__.split('+')[0])" > /tmp/constraints.txt \
- && WHEEL="$(ls /wheels/ocrflow-*.whl)" \
- && if [ "$WITH_TENSORRT" = "1" ]; then pip install -c /tmp/constraints.txt "${WHEEL}[pipeline,gpu]"; \
-    else pip install -c /tmp/constraints.txt "${WHEEL}[pipeline]" "onnxruntime-gpu>=1.18"; fi \
- && rm -rf /wheels /tmp/constraints.txt
+ && KIND="gpu" && if [ "$WITH_TENSORRT" = "1" ]; then KIND="gpu-trt"; fi \
+ && python /tmp/req/image_requirements.py "$KIND" > /tmp/requirements.txt \
+ && pip install -c /tmp/constraints.txt -r /tmp/requirements.txt \
+ && pip install --no-deps "$(ls /wheels/ocrflow-*.whl)" \
+ && python /tmp/req/image_requirements.py --check-installed \
+ && rm -rf /wheels /tmp/constraints.txt /tmp/requirements.txt /tmp/req
 # The vendored PyTorchJob CRD (launcher's offline validation) and the PaddleOCR-style configs.
 COPY manifests/crds/kubeflow.org_pytorchjobs.yaml /opt/ocrflow/manifests/crds/
 COPY configs /opt/ocrflow/configs
