@@ -222,7 +222,8 @@ def test_no_port_of_the_embedded_server_serves_or_takes_data_without_credentials
         assert server.log_path is not None
         run_dir = server.log_path.parent  # security.toml and the per-start PKI live beside the log
         fid = _file_id(server, "/buckets/secure/dir/obj.bin")  # where the bytes really are
-        new_fid = f"{fid.split(',')[0]},ff{fid[-8:]}"  # a new key on the same (writable) volume
+        # a key far past the server's counter on the same (writable) volume, the cookie reused
+        new_fid = f"{fid.split(',')[0]},7fffffff{fid[-8:]}"
         volume = f"http://127.0.0.1:{server.ports['volume.port']}"
         # the control: the volume port does serve this file id, to a holder of the read key
         token = _volume_read_token(run_dir, fid)
