@@ -18,6 +18,7 @@ import argparse
 import ast
 import importlib
 import importlib.util
+import os
 import re
 import sys
 from collections.abc import Sequence
@@ -33,6 +34,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "convert-labels": ("convert_labels", "Convert ICDAR2015 ground truth to PaddleOCR label files and back."),
     "validate-data": ("validate_data", "Check det/rec label files and images; print statistics."),
     "build-lmdb": ("build_lmdb", "Build a recognition LMDB (deep-text-recognition-benchmark layout)."),
+    "build-shards": ("build_shards", "Write det/rec samples as tar shards plus an index (for ShardDataSet)."),
     "crop-words": ("crop_words", "Crop the words of ICDAR detection gt into word images + an ICDAR rec gt.txt."),
     "split-icdar": ("split_icdar", "Split ICDAR images + gt into the pipeline's raw layout (seeded, reproducible)."),
     "train": ("train", "Train a model from a PaddleOCR-style config (-c file -o Section.key=value)."),
@@ -44,6 +46,22 @@ VERBS: dict[str, tuple[str, str]] = {
     "weights": ("weights", "Import pretrained weights (official PP-OCRv3, PaddleOCR .pdparams, OpenOCR .pth)."),
     "storage": ("storage", "Object storage helpers: serve an embedded S3 server, upload, download."),
 }
+
+
+# verbs that decode images take --max-image-pixels (ocr_core/data/image_io.py: the header is read first)
+IMAGE_VERBS = frozenset({"validate-data", "build-lmdb", "crop-words", "split-icdar", "train", "eval", "infer",
+                         "export", "predict"})
+MAX_PIXELS_ENV = "OCRFLOW_MAX_IMAGE_PIXELS"  # ocr_core.data.image_io.ENV (not imported: --help stays fast)
+
+
+def _pixel_count(text: str) -> int:
+    try:
+        value = int(float(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a number of pixels, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
 
 
 def _source_help(module: str) -> str | None:
@@ -99,6 +117,10 @@ def build_parser(load_verb: str | None = None,
             module = importlib.import_module(mod)
             module.add_arguments(p)
             p.set_defaults(_module=module)
+            if verb in IMAGE_VERBS:
+                p.add_argument("--max-image-pixels", type=_pixel_count, default=None, metavar="N",
+                               help=f"refuse images whose header declares more than N pixels (default: "
+                                    f"${MAX_PIXELS_ENV} or 40000000; 0 = no limit)")
     return parser
 
 
@@ -143,6 +165,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "_module", None) is None:
         parser.print_help()
         return 0 if not argv or argv[0] in ("-h", "--help") else 2
+    limit = getattr(args, "max_image_pixels", None)
+    saved_limit = os.environ.get(MAX_PIXELS_ENV)
+    if limit is not None:  # through the environment: DataLoader workers and subprocesses see it too
+        os.environ[MAX_PIXELS_ENV] = str(limit)
     try:
         return int(args._module.run(args) or 0)
     except OCRFlowError as exc:
@@ -160,6 +186,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"ocrflow {args.verb}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if limit is not None:  # main() may run in process (tests, the worker entry point)
+            if saved_limit is None:
+                os.environ.pop(MAX_PIXELS_ENV, None)
+            else:
+                os.environ[MAX_PIXELS_ENV] = saved_limit
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -4,7 +4,7 @@ A 1 MB PNG or an 11 KB JPEG may declare 20000 x 20000 pixels: decoded, that is 1
 copy, and the augmentations make several. Every place OCRFlow decodes an image asks
 :func:`decode` (or :func:`check_pixels` on a file), which reads only the header (Pillow, lazily)
 and refuses images above :func:`max_pixels`: ``OCRFLOW_MAX_IMAGE_PIXELS`` (default 40 MP, about
-7300 x 5500; 0 turns the check off). Formats Pillow cannot identify go to OpenCV unchecked.
+7300 x 5500; 0 turns the check off), which the image verbs' ``--max-image-pixels`` sets for one run. Formats Pillow cannot identify go to OpenCV unchecked.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ class ImageTooLarge(ValueError):
         self.width, self.height, self.limit = width, height, limit
         prefix = f"{where}: " if where else ""
         super().__init__(f"{prefix}image is {width}x{height} = {width * height / 1e6:.1f} MP, above the "
-                         f"{limit / 1e6:g} MP limit ({ENV}; 0 disables the check)")
+                         f"{limit / 1e6:g} MP limit (--max-image-pixels / {ENV}; 0 disables the check)")
 
 
 def max_pixels() -> int:

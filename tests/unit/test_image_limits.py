@@ -93,3 +93,27 @@ def test_predict_refuses_it_with_one_line(tmp_path: Path, capsys: pytest.Capture
     err = capsys.readouterr().err
     assert rc == 2 and "Traceback" not in err
     assert "bomb.png: image is 20000x20000 = 400.0 MP, above the 40 MP limit" in err
+
+
+def test_cli_flag_sets_the_limit_for_one_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from ocr_core.cli import main
+
+    monkeypatch.delenv(image_io.ENV, raising=False)
+    small_png(tmp_path / "ok.png")  # 40 x 30 = 1200 px
+    (tmp_path / "label.txt").write_text("ok.png\tsmall\n", encoding="utf-8")
+    argv = ["validate-data", "--mode", "rec", "--label-file", str(tmp_path / "label.txt"), "--data-dir",
+            str(tmp_path), "--json", str(tmp_path / "r.json")]
+    assert main([*argv, "--max-image-pixels", "1000"]) == 0
+    report = json.loads((tmp_path / "r.json").read_text(encoding="utf-8"))
+    assert [e["code"] for e in report["errors"]] == ["too_large"]
+    assert "40x30" in report["errors"][0]["reason"] and "--max-image-pixels" in report["errors"][0]["reason"]
+    assert image_io.ENV not in __import__("os").environ  # one run only: main() restores the environment
+    assert main([*argv, "--max-image-pixels", "1200"]) == 0
+    assert json.loads((tmp_path / "r.json").read_text(encoding="utf-8"))["errors"] == []
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exc:
+        main([*argv, "--max-image-pixels", "-5"])
+    assert exc.value.code == 2 and "--max-image-pixels: must be >= 0, got -5" in capsys.readouterr().err
