@@ -165,8 +165,7 @@ def system_eval(det_onnx: str | Path, rec_onnx: str | Path, label_file: str | Pa
                 drop_score: float = 0.0) -> dict[str, float]:
     """Run ``TextSystem`` (exported det + rec, onnxruntime) on every image of a det label file and
     score it end to end (``ocr_core.metrics.e2e_metric``: P/R/H, images, GT boxes, predictions)."""
-    import cv2
-
+    from ocr_core.data import image_io
     from ocr_core.data.label_io import read_label_lines, split_label_line
     from ocr_core.inference.predictors import DetPredictor, RecPredictor, TextSystem
     from ocr_core.metrics.e2e_metric import E2EMetric
@@ -177,7 +176,13 @@ def system_eval(det_onnx: str | Path, rec_onnx: str | Path, label_file: str | Pa
         if not line:
             continue
         paths, label = split_label_line(line)
-        metric.update(system(cv2.imread(str(Path(data_dir) / paths[0]))), _ground_truth(label))
+        try:  # the header first: a decompression bomb is never decoded
+            img = image_io.read(Path(data_dir) / paths[0])
+        except (image_io.ImageTooLarge, OSError) as exc:
+            log.warning("system eval: %s (scored as a miss)", exc)
+            img = None
+        # unreadable: scored as a miss (every model evaluated here gets the same images), never skipped
+        metric.update(system(img) if img is not None else [], _ground_truth(label))
     return metric.get_metric()
 
 
@@ -237,6 +242,7 @@ def detection_pairs(det_a: str | Path, det_b: str | Path, label_file: str | Path
     import cv2
     import numpy as np
 
+    from ocr_core.data import image_io
     from ocr_core.data.label_io import parse_det_label, read_label_lines, split_label_line
     from ocr_core.inference.predictors import DetPredictor
 
@@ -246,7 +252,12 @@ def detection_pairs(det_a: str | Path, det_b: str | Path, label_file: str | Path
         if not line or len(out) >= n:
             continue
         paths, label = split_label_line(line)
-        img = cv2.imread(str(Path(data_dir) / paths[0]))
+        try:  # the header first: a decompression bomb is never decoded
+            img = image_io.read(Path(data_dir) / paths[0])
+        except (image_io.ImageTooLarge, OSError):
+            img = None
+        if img is None:  # a visual sample only: an unreadable image is left out
+            continue
         big = cv2.resize(img, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC) if scale != 1.0 else img
         gts = [((np.asarray(b.points, np.float64) * scale).tolist(), b.transcription) for b in parse_det_label(label)]
         item: dict[str, Any] = {"image": paths[0]}
