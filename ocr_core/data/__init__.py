@@ -7,6 +7,7 @@ DATASETS = Registry(
     [
         "ocr_core.data.simple_dataset",
         "ocr_core.data.lmdb_dataset",
+        "ocr_core.data.shards",
     ],
 )
 

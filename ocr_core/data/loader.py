@@ -21,7 +21,7 @@ from typing import Any, Optional
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, IterableDataset, Sampler
 
 from ocr_core.errors import ConfigError
 from ocr_core.registry import check_dataclass, check_kwargs
@@ -186,6 +186,10 @@ def build_dataloader(
                   shuffle=loader_cfg.shuffle)
 
     rank, world = _rank_world() if distributed else (0, 1)
+    if isinstance(dataset, IterableDataset):  # ShardDataSet splits itself across ranks and workers
+        from ocr_core.data.shards import build_shard_loader
+
+        return (dataset, *build_shard_loader(dataset, loader_cfg, rank, world, seed=seed, pin_memory=pin_memory))
     sampler: Sampler[int]
     if distributed and mode == "Train":
         sampler = EpochDistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=loader_cfg.shuffle,
