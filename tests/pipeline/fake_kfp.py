@@ -161,7 +161,7 @@ class FakeKFP:
                 raw = self.rfile.read(n) if n else b""
                 body = json.loads(raw) if raw.startswith(b"{") else {}
                 fake.requests.append({"method": self.command, "path": url.path, "query": parse_qs(url.query),
-                                      "body": body, "headers": dict(self.headers.items())})
+                                      "body": body, "headers": {k.lower(): v for k, v in self.headers.items()}})
                 return url.path, parse_qs(url.query), body
 
             def do_GET(self) -> None:  # noqa: N802
