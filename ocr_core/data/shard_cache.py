@@ -134,6 +134,7 @@ class ShardCache:
         self.downloads = 0
         self._verified: set[int] = set()
         self._store = store
+        self._store_pid = os.getpid() if store is not None else -1
         if not self.local and max(index.sizes) > max_bytes:
             big = max(range(len(index.sizes)), key=index.sizes.__getitem__)
             raise ConfigError(f"{max_bytes} bytes cannot hold shard {index.names[big]} ({index.sizes[big]} bytes); "
@@ -141,8 +142,13 @@ class ShardCache:
 
     @property
     def store(self) -> Store:
-        if self._store is None:  # opened lazily: a DataLoader worker makes its own connection pool
-            self._store = open_store(self.index.prefix)
+        if self._store is None or self._store_pid != os.getpid():
+            # one connection pool per process: a forked DataLoader worker must not share its parent's sockets
+            from ocr_core.storage.s3 import S3Store
+
+            base = open_store(self.index.prefix)
+            self._store = S3Store(base.config) if isinstance(base, S3Store) else base
+            self._store_pid = os.getpid()
         return self._store
 
     def _cache_name(self, i: int) -> str:

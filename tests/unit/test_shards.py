@@ -6,14 +6,12 @@ All data is synthesized here: small random images (PNG and JPEG) with det or rec
 
 from __future__ import annotations
 
-import json
 import random
 import tarfile
 from collections import Counter
 from pathlib import Path
 from types import SimpleNamespace
 
-import cv2
 import numpy as np
 import pytest
 import torch
@@ -29,6 +27,7 @@ from ocr_core.errors import ConfigError
 from ocr_core.storage.client import LocalStore
 from ocr_core.storage.manifest import read_manifest
 from ocr_core.storage.uri import IntegrityError
+from tests.integration.shard_fixtures import make_set
 
 
 @TRANSFORMS.register("ShardTestNoise")
@@ -38,29 +37,6 @@ class ShardTestNoise:
     def __call__(self, data: dict) -> dict:
         data["noise"] = random.random() + float(np.random.rand())
         return data
-
-
-def make_set(root: Path, n: int, mode: str, seed: int = 0, bad_lines: int = 0) -> Path:
-    """``n`` random images in ``root/imgs`` (PNG and JPEG, various sizes) and ``root/label.txt``."""
-    rng = np.random.default_rng(seed)
-    (root / "imgs").mkdir(parents=True)
-    lines = []
-    for i in range(n):
-        h, w = (int(rng.integers(24, 48)), int(rng.integers(60, 120))) if mode == "rec" else (64, 96)
-        img = cv2.resize(rng.integers(0, 256, (h // 8, w // 8, 3), dtype=np.uint8), (w, h),
-                         interpolation=cv2.INTER_NEAREST)  # blocky: small files, many per shard
-        ext = ".png" if i % 3 else ".jpg"
-        cv2.imwrite(str(root / "imgs" / f"im{i}{ext}"), img)
-        if mode == "rec":
-            label = "".join(rng.choice(list("abcdef0123")) for _ in range(int(rng.integers(2, 7))))
-        else:
-            x, y = int(rng.integers(0, 40)), int(rng.integers(0, 30))
-            label = json.dumps([{"transcription": f"w{i}", "points": [[x, y], [x + 40, y], [x + 40, y + 20],
-                                                                      [x, y + 20]]}])
-        lines.append(f"imgs/im{i}{ext}\t{label}")
-    lines += ["no tab here"] * bad_lines
-    (root / "label.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return root / "label.txt"
 
 
 def tag_ops(noise: bool = False) -> list:
