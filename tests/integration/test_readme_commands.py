@@ -124,3 +124,45 @@ def test_readme_commands_run_in_order(tmp_path, monkeypatch, capsys):
     assert (tmp_path / "results/predict").is_dir() and any((tmp_path / "results/predict").iterdir())
     assert (tmp_path / "data/rec_lmdb/data.mdb").is_file()
     assert (tmp_path / "stats.json").is_file()
+
+
+def doc_commands() -> list[tuple[str, str]]:
+    """``(file, command)`` for every ``ocrflow ...`` line of a fenced block in README.md and docs/*.md
+    (``\\`` continuations joined, a quoted value may span lines, ``# comments`` dropped)."""
+    out = []
+    for doc in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        for block in re.findall(r"```[a-z]*\n(.*?)```", doc.read_text(encoding="utf-8"), re.S):
+            pending = ""
+            for line in re.sub(r"\\\n\s*", " ", block).splitlines():
+                pending = f"{pending}\n{line}" if pending else line.strip()
+                if not pending.startswith("ocrflow "):
+                    pending = ""
+                    continue
+                try:
+                    shlex.split(pending, comments=True)
+                except ValueError:  # an open quote: the value goes on
+                    continue
+                out.append((doc.name, pending))
+                pending = ""
+    return out
+
+
+def test_every_documented_command_parses():
+    """Flags and verbs the docs show exist (the README's ``--kind`` slip would fail here) and the
+    configs they name are in configs/. Parsed by the real argument parser; nothing runs."""
+    available = _available()
+    cmds = doc_commands()
+    assert len(cmds) >= 30
+    bad = []
+    for doc, cmd in cmds:
+        argv = shlex.split(cmd, comments=True)[1:]
+        if argv[0] not in available:
+            bad.append(f"{doc}: unknown verb: {cmd}")
+            continue
+        try:
+            build_parser(argv[0], available).parse_args(argv)
+        except SystemExit:
+            bad.append(f"{doc}: does not parse: {cmd}")
+        bad += [f"{doc}: no such config {v}" for k, v in zip(argv, argv[1:])
+                if k in ("-c", "--c", "--config") and not (ROOT / v).is_file()]
+    assert not bad, "\n".join(bad)
