@@ -54,6 +54,8 @@ def load_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
         mark = getattr(exc, "problem_mark", None)
         where = f"{p}:{mark.line + 1}" if mark is not None else str(p)
         raise ConfigError(f"invalid YAML: {getattr(exc, 'problem', exc)}", file=where) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"not UTF-8 ({exc.reason} at byte {exc.start})", file=str(p)) from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -151,6 +153,8 @@ def load_config(path: str | os.PathLike[str] | None, overrides: list[str] | None
     cfg.setdefault("Global", {})
     if cfg["Global"] is None:
         cfg["Global"] = {}
+    if not isinstance(cfg["Global"], dict):
+        raise ConfigError(f"a section must be a mapping, got {type(cfg['Global']).__name__}", "Global", file=src)
     cfg["Global"]["_config_file"] = src
     return cfg
 

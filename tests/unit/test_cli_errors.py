@@ -132,3 +132,14 @@ def test_pipeline_run_local_missing_raw_dir_fails_before_starting(tmp_path, caps
     assert f"{missing}: raw data directory does not exist" in line
     assert "\x1b[" not in line
     assert not (tmp_path / "root").exists()
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"Global: [1, 2]\n", "Global: a section must be a mapping, got list"),
+    (b"\xff\xfeGlobal: {}\n", "not UTF-8 (invalid start byte at byte 0)"),
+])
+def test_config_file_with_a_bad_global_or_encoding(tmp_path, capsys, content, message):
+    cfg = tmp_path / "cfg.yml"
+    cfg.write_bytes(content)
+    assert main(["train", "-c", str(cfg)]) == 2
+    assert _one_line_error(capsys, "train") == f"ocrflow train: error: {cfg}: {message}"
