@@ -117,3 +117,13 @@ def test_cli_flag_sets_the_limit_for_one_run(tmp_path: Path, monkeypatch: pytest
     with pytest.raises(SystemExit) as exc:
         main([*argv, "--max-image-pixels", "-5"])
     assert exc.value.code == 2 and "--max-image-pixels: must be >= 0, got -5" in capsys.readouterr().err
+
+
+def test_decode_transform_names_the_file(tmp_path: Path) -> None:
+    from ocr_core.data.transforms.common import DecodeImage
+    from ocr_core.errors import DataError
+
+    bomb = bomb_png(tmp_path / "bomb.png")
+    with pytest.raises(DataError) as err:  # what `ocrflow infer` prints for it
+        DecodeImage(img_mode="BGR")({"img_path": str(bomb), "image": bomb.read_bytes()})
+    assert str(err.value).startswith(f"{bomb}: image is 20000x20000")

@@ -71,7 +71,7 @@ class DecodeImage:
         if self.ignore_orientation:
             flag |= cv2.IMREAD_IGNORE_ORIENTATION
         try:
-            img = image_io.decode(raw, flag)
+            img = image_io.decode(raw, flag, where=str(data.get("img_path") or ""))
         except image_io.ImageTooLarge as exc:  # the dataset counts it as a rejected sample
             raise DataError(str(exc)) from exc
         if img is None:
