@@ -127,3 +127,21 @@ def test_decode_transform_names_the_file(tmp_path: Path) -> None:
     with pytest.raises(DataError) as err:  # what `ocrflow infer` prints for it
         DecodeImage(img_mode="BGR")({"img_path": str(bomb), "image": bomb.read_bytes()})
     assert str(err.value).startswith(f"{bomb}: image is 20000x20000")
+
+
+@pytest.mark.parametrize("ext", [".jpg", ".bmp"])
+def test_jpeg_and_bmp_bombs_are_read_from_the_header(tmp_path: Path, ext: str) -> None:
+    """A JPEG whose SOF0 (or a BMP whose info header) declares 20000 x 20000: a few hundred bytes."""
+    import struct
+
+    ok, buf = cv2.imencode(ext, np.full((30, 40, 3), 128, np.uint8))
+    data = bytearray(buf.tobytes())
+    if ext == ".jpg":
+        struct.pack_into(">HH", data, data.find(b"\xff\xc0") + 5, 20000, 20000)  # height, width
+    else:
+        struct.pack_into("<ii", data, 18, 20000, 20000)  # BITMAPINFOHEADER width, height
+    path = tmp_path / f"bomb{ext}"
+    path.write_bytes(bytes(data))
+    assert path.stat().st_size < 2000
+    with pytest.raises(image_io.ImageTooLarge, match="20000x20000 = 400.0 MP"):
+        image_io.read(path)
