@@ -34,6 +34,33 @@ def write_json(artifact: Any, data: Mapping[str, Any]) -> None:
         json.dump(data, fh, indent=1, default=str)
 
 
+# One naming for every Metrics artifact, so the KFP UI's run-compare view lines runs up:
+# ``[<model>_]<metric>``: the metric is the evaluator's own key (det: precision/recall/hmean, rec:
+# acc/norm_edit_dis, both fps), the prefix says whose number it is; the export parity gate is parity_*.
+# tests/pipeline/test_ui_artifacts.py drives every component that logs metrics and checks the keys.
+METRIC_NAMES = ("hmean", "precision", "recall", "acc", "norm_edit_dis", "fps", "parity_max_abs_diff", "parity_passed")
+MODEL_PREFIXES = ("candidate", "off_the_shelf", "production", "start", "champion", "eager", "onnx")
+# KFP UI: the Markdown viewer truncates past 50 * 1000 * 8 characters (frontend MarkdownViewer.tsx,
+# MAX_MARKDOWN_STR_LENGTH); the HTML viewer (an iframe srcdoc) has no limit of its own: ours is 2 MB.
+MARKDOWN_MAX_CHARS = 400_000
+HTML_MAX_BYTES = 2_000_000
+
+
+def inline_image(png: bytes, max_side: int = 800, quality: int = 85) -> str:
+    """A picture for an HTML artifact: at most ``max_side`` pixels a side, as a JPEG ``data:`` URI."""
+    import base64
+
+    import cv2
+    import numpy as np
+
+    img = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR)
+    scale = max_side / max(img.shape[:2])
+    if scale < 1:
+        img = cv2.resize(img, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    ok, jpg = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    return "data:image/jpeg;base64," + base64.b64encode(jpg.tobytes()).decode("ascii")
+
+
 def log_metrics(metrics: Any, values: Mapping[str, Any], prefix: str = "") -> None:
     """Numbers only, as floats (kfp.local returns ints as floats anyway)."""
     for k, v in values.items():

@@ -17,7 +17,7 @@ def export(model_type: str, model: Input[Model], data: Input[Dataset], overrides
     info = write_info(onnx_model, export_model(model_type, src["uri"], read_info(data)["uri"],
                                                src["uri"].rstrip("/") + "-onnx", overrides, atol=atol))
     p = info["extra"]["parity"]
-    log_metrics(parity, {"max_abs_diff": p["max_abs"], "passed": float(p["passed"])})
+    log_metrics(parity, {"max_abs_diff": p["max_abs"], "passed": float(p["passed"])}, "parity_")
     log_metrics(parity, p.get("eager") or {}, "eager_")
     log_metrics(parity, p.get("onnx") or {}, "onnx_")
     print(f"exported {info['uri']}: parity {p}")

@@ -27,6 +27,6 @@ def export_start(model_type: str, start_uri: str, data: Input[Dataset], override
         return
     info = write_info(onnx_model, m)
     p = info["extra"]["parity"]
-    log_metrics(parity, {"max_abs_diff": p["max_abs"], "passed": float(p["passed"])})
+    log_metrics(parity, {"max_abs_diff": p["max_abs"], "passed": float(p["passed"])}, "parity_")
     log_metrics(parity, p.get("eager") or {}, "eager_")
     print(f"start {model_type} {start_uri} -> {info['uri']}: parity {p}")

@@ -20,12 +20,11 @@ def system_eval(det: Input[Model], rec: Input[Model], start_det: Input[Model], s
     import html
     import shutil
 
-    from components._kfp_io import log_metrics, prh_table, read_info, write_json
+    from components._kfp_io import inline_image, log_metrics, prh_table, read_info, write_json
     from components.steps.common import scratch
     from components.steps.data import DET_LABEL
     from components.steps.models import detection_pairs, fetch_onnx, system_eval_uris
     from components.steps.registry import production_pointer, start_pair
-    from ocr_core.observability.report import data_uri
     from ocr_core.storage.manifest import sync_down
 
     data_uri_ = read_info(data)["uri"]
@@ -52,10 +51,12 @@ def system_eval(det: Input[Model], rec: Input[Model], start_det: Input[Model], s
         shutil.rmtree(work, ignore_errors=True)
         who = "production" if pointer else "start"
         pictures = f"<h3>Detections: champion ({who}) | candidate</h3>" + "".join(
-            f'<p>{html.escape(p["image"])}<br><img src="{data_uri(p["a"])}" alt="champion"> '
-            f'<img src="{data_uri(p["b"])}" alt="candidate"></p>' for p in pairs)
+            f'<p>{html.escape(p["image"])}<br><img src="{inline_image(p["a"])}" alt="champion"> '
+            f'<img src="{inline_image(p["b"])}" alt="candidate"></p>' for p in pairs)
     with open(report.path, "w", encoding="utf-8") as fh:
-        fh.write(f"<html><body><h2>End-to-end (det+rec)</h2><pre>{html.escape(table)}</pre>{pictures}</body></html>\n")
+        fh.write(f"<!DOCTYPE html><html><head><meta charset=utf-8><title>End-to-end (det+rec)</title>"
+                 f"<style>img{{max-width:49%}}</style></head><body><h2>End-to-end (det+rec)</h2>"
+                 f"<pre>{html.escape(table)}</pre>{pictures}</body></html>\n")
     write_json(result, {"results": results, "production_version": (pointer or {}).get("version"),
                         "candidate_parts": cand, "start_parts": start[1] if start else None,
                         "start_uris": start[0] if start else None})

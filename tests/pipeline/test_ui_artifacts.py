@@ -1,0 +1,188 @@
+"""What the Kubeflow UI shows: every component's Markdown/HTML report and Metrics keys.
+
+The components that write reports or metrics (evaluate det/rec, system eval, gate, export, export
+start, train) run here as plain functions (``component.python_func``) with their heavy step
+functions stubbed, so what they write is exactly what a run writes. Checked: reports are
+self-contained (no URL the UI's sandboxed iframe would fetch, pictures inlined as ``data:`` URIs,
+under the UI's size limits), render in a real headless browser (Debian's chromium: DOM holds the
+numbers, the screenshot is not blank), and every Metrics key follows the one naming of
+``components/_kfp_io.py`` so the run-compare view lines runs up.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from components import _kfp_io
+
+CHROMIUM = "/usr/bin/chromium"
+COUNTERS = {"global_step", "best_epoch", "best_step", "margin", "required_margin", "publish"}
+
+
+class FakeArtifact:
+    """What a KFP artifact offers a component: ``path``, ``metadata``, ``log_metric``."""
+
+    def __init__(self, path: Path, content: dict | None = None) -> None:
+        self.path, self.metadata, self.metrics, self.uri = str(path), {}, {}, f"file://{path}"
+        if content is not None:
+            path.write_text(json.dumps(content))
+
+    def log_metric(self, key: str, value: float) -> None:  # kfp's Metrics keeps them in metadata too
+        self.metadata[key] = self.metrics[key] = value
+
+
+def picture(seed: int, w: int = 1280, h: int = 720) -> bytes:
+    """A detection picture as detection_pairs returns it (PNG bytes, full resolution, noisy: compresses badly)."""
+    import cv2
+
+    img = np.random.default_rng(seed).integers(0, 255, (h, w, 3), dtype=np.uint8)
+    cv2.rectangle(img, (100, 100), (600, 300), (0, 255, 0), 4)
+    return cv2.imencode(".png", img)[1].tobytes()
+
+
+@pytest.fixture(scope="module")
+def written(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """Run the components; returns {"reports": name -> (kind, text), "metrics": name -> {key: value}}."""
+    mp = pytest.MonkeyPatch()
+    tmp = tmp_path_factory.mktemp("ui")
+    mp.setenv("OCRFLOW_WORK_DIR", str(tmp / "work"))
+    import components.steps.models as models
+    import components.steps.registry as registry
+    import ocr_core.storage.manifest as manifest
+
+    det = {"precision": 0.81234, "recall": 0.70111, "hmean": 0.75163, "fps": 12.5}
+    e2e = {"candidate": {"precision": 0.6612, "recall": 0.5409, "hmean": 0.5950}, "start": None, "production": None}
+    mp.setattr(registry, "production_pointer", lambda *a: None)
+    mp.setattr(models, "evaluate_models", lambda model_type, *a: {
+        "candidate": det if model_type == "det" else {"acc": 0.8125, "norm_edit_dis": 0.9375, "fps": 99.0},
+        "off_the_shelf": {**det, "hmean": 0.32871} if model_type == "det" else {"acc": 0.5, "norm_edit_dis": 0.75}})
+    mp.setattr(models, "system_eval_uris", lambda d, r, data: {"precision": 0.4, "recall": 0.1, "hmean": 0.16}
+               if "start" in d else e2e["candidate"])
+    mp.setattr(models, "fetch_onnx", lambda uri, dest: Path(dest) / "model.onnx")
+    mp.setattr(models, "detection_pairs", lambda *a, **k: [
+        {"image": f"images/img_{i}.jpg", "a": picture(2 * i), "b": picture(2 * i + 1)} for i in range(3)])
+    mp.setattr(manifest, "sync_down", lambda *a, **k: None)
+    mp.setattr(models, "export_model", lambda *a, **k: None)  # write_info (below) says what it exported
+    parity = {"max_abs": 5.9e-08, "passed": True, "metric": "hmean", "eager": det, "onnx": det}
+    mp.setattr(_kfp_io, "write_info", lambda art, m: {"uri": "s3://ocrflow/runs/k/det-onnx", "extra": {"parity": parity}})
+
+    from components.evaluate import evaluate
+    from components.export import export
+    from components.gate import gate
+    from components.system_eval import system_eval
+
+    def art(name: str, content: dict | None = None) -> FakeArtifact:
+        return FakeArtifact(tmp / name, content)
+
+    model = {"uri": "s3://ocrflow/runs/k/det"}
+    reports: dict[str, tuple[str, str]] = {}
+    metrics: dict[str, dict] = {}
+    for kind in ("det", "rec"):
+        m, rep = art(f"eval-{kind}-metrics"), art(f"eval-{kind}.md")
+        evaluate.python_func(kind, art(f"m-{kind}", model), art(f"d-{kind}", {"uri": "s3://ocrflow/ds"}), [], "s3://ocrflow/start",
+                             "s3://ocrflow", "ppocrv3", m, rep, art(f"eval-{kind}-result"))
+        reports[f"evaluate {kind}"], metrics[f"evaluate {kind}"] = ("markdown", Path(rep.path).read_text()), m.metrics
+    m, rep, result = art("sys-metrics"), art("sys.html"), art("sys-result")
+    system_eval.python_func(art("det", {"uri": "s3://ocrflow/cand-det"}), art("rec", {"uri": "s3://ocrflow/cand-rec"}),
+                            art("sdet", {"uri": "s3://ocrflow/start-det"}), art("srec", {"uri": "s3://ocrflow/start-rec"}),
+                            art("data", {"uri": "s3://ocrflow/ds"}), "s3://ocrflow", "ppocrv3", m, rep, result)
+    reports["system eval"], metrics["system eval"] = ("html", Path(rep.path).read_text()), m.metrics
+    m, rep = art("gate-metrics"), art("gate.md")
+    gate.python_func(FakeArtifact(Path(result.path)), 0.0, m, rep)
+    reports["gate"], metrics["gate"] = ("markdown", Path(rep.path).read_text()), m.metrics
+    m = art("parity")
+    export.python_func("det", art("em", model), art("ed", {"uri": "s3://ocrflow/ds"}), [], 1e-3, art("onnx"), m)
+    metrics["export"] = m.metrics
+    mp.undo()
+    return {"reports": reports, "metrics": metrics, "tmp": tmp}
+
+
+def test_reports_hold_the_numbers(written: dict[str, Any]) -> None:
+    r = {k: text for k, (_, text) in written["reports"].items()}
+    assert "| candidate | 0.8123 | 0.7011 | 0.7516 |" in r["evaluate det"]
+    assert "| off_the_shelf | 0.8123 | 0.7011 | 0.3287 |" in r["evaluate det"]
+    assert "| candidate | 0.8125 | 0.9375 |" in r["evaluate rec"]
+    assert "| candidate | 0.6612 | 0.5409 | 0.5950 |" in r["system eval"] and r["system eval"].count("<img ") == 6
+    assert "**publish**" in r["gate"] and "| candidate | 0.5950 |" in r["gate"] and "| champion (start) | 0.1600 |" in r["gate"]
+
+
+def test_reports_are_self_contained_and_within_ui_limits(written: dict[str, Any]) -> None:
+    for name, (kind, text) in written["reports"].items():
+        srcs = re.findall(r"""(?:src|href)\s*=\s*["']?([^"'\s>]+)""", text, re.I)
+        assert all(s.startswith("data:") for s in srcs), (name, [s[:60] for s in srcs if not s.startswith("data:")])
+        assert not re.search(r"(https?:)?//[\w.-]+\.[a-z]{2,}|@import|<link|<script|url\(", text, re.I), name
+        assert not re.search(r"!\[[^\]]*\]\((?!data:)", text), name  # a Markdown image must be inlined too
+        if kind == "markdown":
+            assert len(text) <= _kfp_io.MARKDOWN_MAX_CHARS, name
+        else:
+            assert len(text.encode()) <= _kfp_io.HTML_MAX_BYTES, (name, len(text.encode()))
+    images = re.findall(r'src="(data:image/jpeg;base64,[^"]+)"', written["reports"]["system eval"][1])
+    import base64
+
+    import cv2
+
+    sizes = [cv2.imdecode(np.frombuffer(base64.b64decode(i.split(",", 1)[1]), np.uint8), 1).shape[:2] for i in images]
+    assert sizes == [(450, 800)] * 6  # 1280x720 PNGs came in, 800 px JPEGs went out
+
+
+def test_metric_keys_follow_one_naming(written: dict[str, Any]) -> None:
+    names = "|".join(map(re.escape, _kfp_io.METRIC_NAMES))
+    prefixes = "|".join(_kfp_io.MODEL_PREFIXES)
+    rule = re.compile(rf"((?:{prefixes})_)?({names})")
+    for step, values in written["metrics"].items():
+        bad = [k for k in values if k not in COUNTERS and not rule.fullmatch(k)]
+        assert not bad, f"{step}: metric keys outside the naming of components/_kfp_io.py: {bad}"
+    m = written["metrics"]
+    assert {"candidate_hmean", "candidate_precision", "candidate_recall", "off_the_shelf_hmean"} <= set(m["evaluate det"])
+    assert {"candidate_acc", "candidate_norm_edit_dis"} <= set(m["evaluate rec"])
+    assert m["export"]["parity_passed"] == 1.0 and m["export"]["parity_max_abs_diff"] == pytest.approx(5.9e-08)
+    assert {"eager_hmean", "onnx_hmean"} <= set(m["export"])
+    assert m["system eval"]["candidate_hmean"] == m["gate"]["candidate_hmean"] == pytest.approx(0.595)
+    assert m["gate"]["champion_hmean"] == m["system eval"]["start_hmean"] == pytest.approx(0.16)
+
+
+def chromium(args: list[str], timeout: int = 60) -> subprocess.CompletedProcess:
+    return subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                           "--no-first-run", "--disable-extensions", *args], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(),
+                    reason="no /usr/bin/chromium: `apt-get install -y chromium` (Debian) to render the reports")
+def test_reports_render_in_a_headless_browser(written: dict[str, Any]) -> None:
+    """Each report as the UI shows it (Markdown through a Markdown renderer, HTML as is): DOM and screenshot."""
+    import cv2
+
+    markdown = pytest.importorskip("markdown", reason="the Markdown package renders the .md reports")
+    out = written["tmp"] / "rendered"
+    out.mkdir(exist_ok=True)
+    expect = {"evaluate det": ["0.7516", "0.3287"], "evaluate rec": ["0.8125", "0.9375"],
+              "system eval": ["0.5950", "0.6612"], "gate": ["0.5950", "0.1600", "publish"]}
+    for name, (kind, text) in written["reports"].items():
+        page = out / (name.replace(" ", "_") + ".html")
+        page.write_text(text if kind == "html" else
+                        f"<!DOCTYPE html><meta charset=utf-8><body>{markdown.markdown(text, extensions=['tables'])}")
+        dom = chromium(["--dump-dom", page.as_uri()])
+        assert dom.returncode == 0, dom.stderr[-2000:]
+        cells = re.sub(r"<[^>]+>", " ", dom.stdout)
+        for number in expect[name]:
+            assert number in cells, (name, number)
+        if kind == "markdown":  # the tables came out as tables, not as pipes in a paragraph
+            assert "<table>" in dom.stdout and "<td>0" in dom.stdout.replace(" ", ""), name
+        shot = out / (name.replace(" ", "_") + ".png")
+        done = chromium([f"--screenshot={shot}", "--window-size=1000,800", page.as_uri()])
+        assert done.returncode == 0 and shot.exists(), done.stderr[-2000:]
+        img = cv2.imread(str(shot), cv2.IMREAD_GRAYSCALE)
+        ink = float((img < 128).mean())  # dark pixels: text (and pictures) on a white page
+        assert img.shape == (800, 1000) and 0.001 < ink < 0.9, (name, ink)
+        if name == "system eval":  # the inlined pictures were decoded and drawn: many mid-grey pixels
+            assert float(((img > 30) & (img < 225)).mean()) > 0.2
+    shutil.rmtree(out)
