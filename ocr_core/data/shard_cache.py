@@ -21,11 +21,11 @@ import json
 import logging
 import os
 import time
+from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, NamedTuple, Optional
 
 from ocr_core.data.shard_format import ShardIndex
 from ocr_core.errors import ConfigError, DataError
@@ -37,26 +37,31 @@ log = logging.getLogger(__name__)
 _BLOCK = 512
 _RESERVE = ".reserve"
 _WAIT_S = 600.0
+_TABLES = 256  # member tables kept per process (a few hundred KB each for 256 MB shards)
 
 
-@dataclass(frozen=True)
-class SampleRef:
+class SampleRef(NamedTuple):
     """Where one sample's members lie in its shard file."""
 
     key: str
     ext: str
-    img: tuple[int, int]  # (offset, size)
-    meta: tuple[int, int]
+    img_offset: int
+    img_size: int
+    meta_offset: int
+    meta_size: int
 
 
 class ShardFile:
-    """A shard opened for reading (the descriptor stays valid if the cache evicts the file)."""
+    """A shard opened for reading (the descriptor stays valid if the cache evicts the file).
 
-    def __init__(self, path: str, name: str, expected: int) -> None:
+    ``samples``: the member table of an earlier scan of the same shard (skips the header scan).
+    """
+
+    def __init__(self, path: str, name: str, expected: int, samples: Optional[list[SampleRef]] = None) -> None:
         self.name = name
         self.fd = os.open(path, os.O_RDONLY)
         try:
-            self.samples = self._scan(expected)
+            self.samples = samples if samples is not None else self._scan(expected)
         except BaseException:
             os.close(self.fd)
             raise
@@ -84,7 +89,7 @@ class ShardFile:
             key, ext = a.rsplit(".", 1) if "." in a else (a, "")
             if b != f"{key}.json":
                 raise DataError(f"{self.name}: member {b!r} does not follow {a!r} (expected {key}.json)")
-            refs.append(SampleRef(key, ext, (a_off, a_n), (b_off, b_n)))
+            refs.append(SampleRef(key, ext, a_off, a_n, b_off, b_n))
         if len(members) % 2 or len(refs) != expected:
             raise DataError(f"{self.name}: holds {len(members)} member(s) / {len(refs)} sample(s), the index says "
                             f"{expected} samples")
@@ -93,8 +98,8 @@ class ShardFile:
     def read(self, i: int) -> tuple[bytes, dict[str, Any]]:
         """Image bytes and the label record of sample ``i`` of this shard."""
         ref = self.samples[i]
-        img = os.pread(self.fd, ref.img[1], ref.img[0])
-        raw = os.pread(self.fd, ref.meta[1], ref.meta[0])
+        img = os.pread(self.fd, ref.img_size, ref.img_offset)
+        raw = os.pread(self.fd, ref.meta_size, ref.meta_offset)
         try:
             meta = json.loads(raw.decode("utf-8"))
         except (UnicodeDecodeError, ValueError):
@@ -133,6 +138,7 @@ class ShardCache:
         self.dir = Path(cache_dir)
         self.downloads = 0
         self._verified: set[int] = set()
+        self._tables: OrderedDict[int, list[SampleRef]] = OrderedDict()  # member tables of recent shards
         self._store = store
         self._store_pid = os.getpid() if store is not None else -1
         if not self.local and max(index.sizes) > max_bytes:
@@ -169,15 +175,23 @@ class ShardCache:
                     raise IntegrityError(f"sha256 mismatch: expected {self.index.sha256[i]}, got {got} (shard "
                                          "corrupted or replaced)", path)
                 self._verified.add(i)
-            return ShardFile(path, name, self.index.counts[i])
+            return self._opened(i, path)
         for _ in range(3):
             path = self.fetch(i)
             try:
-                return ShardFile(str(path), name, self.index.counts[i])
+                return self._opened(i, str(path))
             except FileNotFoundError:  # evicted by another process between fetch and open: fetch again
                 continue
         raise DataError(f"{self.index.uri(i)}: evicted from {self.dir} before it could be opened three times; "
                         "raise cache_size")
+
+    def _opened(self, i: int, path: str) -> ShardFile:
+        f = ShardFile(path, self.index.names[i], self.index.counts[i], self._tables.get(i))
+        self._tables[i] = f.samples
+        self._tables.move_to_end(i)
+        while len(self._tables) > _TABLES:
+            self._tables.popitem(last=False)
+        return f
 
     def fetch(self, i: int) -> Path:
         """Download shard ``i`` into the cache unless it is there; returns its cache path."""

@@ -45,7 +45,7 @@ from ocr_core.errors import ConfigError, DataError
 logger = logging.getLogger(__name__)
 
 _MASK64 = (1 << 64) - 1
-_OPEN_SHARDS = 4  # shard files a reader keeps open (the shuffle buffer spans a few)
+_OPEN_SHARDS = 8  # shard files a reader keeps open (the shuffle buffer spans a few)
 
 
 def _mix(*values: int) -> int:
@@ -295,7 +295,7 @@ class ShardDataSet(OCRDataset, IterableDataset):
         if self._cur is None:
             return f"sample {idx}"
         ref = self._cur.samples[idx % len(self._cur.samples)]
-        return f"{self.index.uri(self.index.names.index(self._cur.name))}:{ref.key}"
+        return f"{self.index.prefix}/{self._cur.name}:{ref.key}"  # asked for every sample: keep it cheap
 
     def __getitem__(self, idx: int) -> Any:
         if self._cur is None:
