@@ -97,7 +97,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def spec_from_args(args: argparse.Namespace) -> PyTorchJobSpec:
-    """The :class:`PyTorchJobSpec` the flags describe (the program: ``-m ocr_core.train -c ... -o ...``)."""
+    """The :class:`PyTorchJobSpec` the flags describe (the program: ``-m ocr_core.train --resume -c ... -o ...``)."""
     values = {f.name: getattr(args, f.name) for f in fields(PyTorchJobSpec) if hasattr(args, f.name)}
     if not values.get("namespace"):
         values.pop("namespace", None)  # PyTorchJobSpec's default: where this pod runs

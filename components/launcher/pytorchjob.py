@@ -94,8 +94,13 @@ def current_namespace() -> str:
 
 
 def train_program(config: str, overrides: Sequence[str] = ()) -> list[str]:
-    """Python program args for a training rank: ``-m ocr_core.train -c CONFIG [-o k=v ...]``."""
-    prog = ["-m", "ocr_core.train", "-c", config]
+    """Python program args for a training rank: ``-m ocr_core.train --resume -c CONFIG [-o k=v ...]``.
+
+    ``--resume``: a replica the operator restarts (a lost node, exit 143 after SIGTERM) continues from
+    ``latest.pt`` in its ``save_model_dir`` instead of refusing a directory that holds checkpoints;
+    the first attempt, with no ``latest.pt`` yet, starts fresh.
+    """
+    prog = ["-m", "ocr_core.train", "--resume", "-c", config]
     if overrides:
         prog += ["-o", *overrides]
     return prog

@@ -53,7 +53,10 @@ def test_dockerfile_lint(path):
 def test_main_image_extras_and_cpu_torch():
     main = (ROOT / "Dockerfile").read_text()
     assert "ARG BASE_IMAGE=pytorch/pytorch:2.5.1-cuda12.4-cudnn9-runtime" in main
-    assert "[pipeline,gpu]" in main and "WITH_TENSORRT=0" in main  # TensorRT only on request
+    # the requirement set comes from images/image_requirements.py (one onnxruntime per image,
+    # tests/unit/test_image_requirements.py); TensorRT only on request
+    assert 'image_requirements.py "$KIND"' in main and "WITH_TENSORRT=0" in main
+    assert "--check-installed" in main
     cpu = (ROOT / "images" / "cpu.Dockerfile").read_text()
     assert "https://download.pytorch.org/whl/cpu" in cpu and "TORCH_VERSION=2.13.0" in cpu
 

@@ -74,7 +74,7 @@ def test_builder_output_passes_crd_schema_and_webhook(kw):
 
 def test_builder_command_forms_and_resources():
     plain = _containers(_job())[0]
-    assert plain["command"][:4] == ["python", "-m", "ocr_core.train", "-c"]
+    assert plain["command"][:4] == ["python", "-m", "ocr_core.train", "--resume"]
     gpu = _job(gpus_per_worker=4, secret_name="mlpipeline-minio-artifact")
     c = _containers(gpu, "Worker")[0]
     assert gpu["spec"]["nprocPerNode"] == "4"  # one process per GPU, a string in the CRD
