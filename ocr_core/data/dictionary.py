@@ -25,10 +25,23 @@ DICTS_DIR = Path(__file__).resolve().parent.parent / "dicts"
 DEFAULT_CHARACTERS = "0123456789abcdefghijklmnopqrstuvwxyz"
 CTC_BLANK = "blank"
 
-# Dictionaries that are too large or licence-bound to ship here, and where to get them.
-# Every PaddleOCR dictionary we know of ships in ocr_core/dicts/ (ppocr_keys_v1.txt was written from
-# the official PP-OCRv3 rec model's metadata by `ocrflow weights import-ppocrv3 --kind rec`).
-_NOT_SHIPPED: dict[str, str] = {}
+# PaddleOCR dictionaries that do not ship here, and where to get them. ocr_core/dicts/ holds those of
+# the shipped configs: en/ic15, ppocr_keys_v1.txt (written from the official PP-OCRv3 rec model's
+# metadata by `ocrflow weights import-ppocrv3 --kind rec`) and the 8 dictionaries of
+# configs/rec/multi_language/ (source and licence in ocr_core/dicts/README.md). The other language
+# dictionaries of PaddleOCR release/2.10's ppocr/utils/dict/ are not shipped:
+_UPSTREAM_DICT_URL = "https://github.com/PaddlePaddle/PaddleOCR/blob/release/2.10/ppocr/utils/dict/"
+_NOT_SHIPPED: dict[str, str] = {
+    name: (f"not shipped with OCRFlow; download PaddleOCR's {_UPSTREAM_DICT_URL}{name} (Apache-2.0) and set "
+           "Global.character_dict_path to the downloaded file")
+    for name in (
+        "ar_dict.txt", "be_dict.txt", "bengali_dict.txt", "bg_dict.txt", "bn_dict.txt", "chinese_cht_dict.txt",
+        "fa_dict.txt", "gujarati_dict.txt", "hebrew_dict.txt", "hi_dict.txt", "it_dict.txt", "ka_dict.txt",
+        "kazakh_dict.txt", "mr_dict.txt", "ne_dict.txt", "oc_dict.txt", "pu_dict.txt", "rs_dict.txt",
+        "rsc_dict.txt", "ru_dict.txt", "samaritan_dict.txt", "syriac_dict.txt", "ta_dict.txt", "te_dict.txt",
+        "th_dict.txt", "ug_dict.txt", "uk_dict.txt", "ur_dict.txt", "vi_dict.txt", "xi_dict.txt",
+    )
+}
 
 
 def resolve_dict_path(path: Union[str, os.PathLike[str]]) -> Path:
