@@ -115,8 +115,8 @@ def test_readme_commands_run_in_order(tmp_path, monkeypatch, capsys):
         assert rc == 0, f"{cmd}\n{captured.err[-3000:]}\n{captured.out[-2000:]}"
         ran.append(argv[0])
     assert ran == ["synth", "synth", "synth", "convert-labels", "convert-labels", "validate-data", "build-lmdb",
-                   "crop-words", "split-icdar", "train", "eval", "infer", "export", "predict", "pipeline",
-                   "launch"]
+                   "build-shards", "crop-words", "split-icdar", "train", "eval", "infer", "export", "predict",
+                   "pipeline", "launch"]
     assert parsed == ["extract", "weights", "storage", "storage", "pipeline", "pipeline", "demo"]
     # what the examples promise
     assert (tmp_path / "output/db_mv3/best_accuracy.pt").is_file()
