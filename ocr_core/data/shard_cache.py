@@ -177,9 +177,9 @@ class ShardCache:
                 self._verified.add(i)
             return self._opened(i, path)
         for _ in range(3):
-            path = self.fetch(i)
+            fetched = self.fetch(i)
             try:
-                return self._opened(i, str(path))
+                return self._opened(i, str(fetched))
             except FileNotFoundError:  # evicted by another process between fetch and open: fetch again
                 continue
         raise DataError(f"{self.index.uri(i)}: evicted from {self.dir} before it could be opened three times; "

@@ -194,7 +194,7 @@ class ShardDataSet(OCRDataset, IterableDataset):
         self.consumed = self._resume_at or 0
         for op in self.ops:
             if getattr(op, "total_epoch", None):
-                op.set_epoch(epoch)
+                op.set_epoch(epoch)  # type: ignore[attr-defined]
 
     def state_dict(self) -> dict[str, Any]:
         """This rank's position: the epoch and the samples of it already consumed."""
@@ -346,10 +346,17 @@ class ShardEpochs(Sampler[int]):
         return len(self.dataset)
 
 
-def build_shard_loader(dataset: ShardDataSet, loader_cfg: Any, rank: int, world: int, *, seed: int,
+def build_shard_loader(dataset: IterableDataset, loader_cfg: Any, rank: int, world: int, *, seed: int,
                        pin_memory: bool = False) -> tuple[ShardLoader, ShardEpochs]:
-    """The loader and "sampler" for a ShardDataSet (``build_dataloader`` calls this)."""
+    """The loader and "sampler" for a ShardDataSet (``build_dataloader`` calls this for iterable datasets).
+
+    Raises:
+        ConfigError: for an iterable dataset that is not a ShardDataSet.
+    """
     from ocr_core.data.loader import collate_batch, seed_worker
+
+    if not isinstance(dataset, ShardDataSet):
+        raise ConfigError(f"{type(dataset).__name__} is iterable; only ShardDataSet is supported as one", "dataset")
 
     dataset.configure(rank, world, loader_cfg.batch_size_per_card)
     if loader_cfg.num_workers > 0:
