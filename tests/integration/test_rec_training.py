@@ -223,6 +223,7 @@ def test_finetune_from_official_weights(ppocrv3_rec: Path, tmp_path: Path) -> No
     common = [ONE_THREAD, f"Global.pretrained_model={ppocrv3_rec}", "Global.eval_batch_epoch=1000",
               f"Train.dataset.transforms.RecResizeImg.image_shape={shape}",
               f"Eval.dataset.transforms.RecResizeImg.image_shape={shape}"]
+    (tmp_path / "shelf").mkdir()  # evaluation logs into an existing save_model_dir, never creates one
     before = evaluate_config(rec_config(train_dir, eval_dir, tmp_path / "shelf", *common, config=FINETUNE))
     loaded = (tmp_path / "shelf" / "eval.log").read_text(encoding="utf-8")
     assert "matched 228, missing 0, unexpected 0, shape-mismatched 0" in loaded
