@@ -135,6 +135,8 @@ def main() -> int:
         print(row + (f" {bsz / med / paddle_ips:.1f}x |" if paddle_ips else ""))
     if paddle_ips:
         print(f"| PaddleOCR 2.10 trainer step (measured) | {paddle_ips:.2f} | {bsz / paddle_ips:.2f} | 1.0x |")
+        print(f"\nspread (s/step per repeat): ours default {', '.join(f'{t:.2f}' for t in per[default_name])}; "
+              f"PaddleOCR {', '.join(f'{t:.2f}' for t in theirs)} (its last loss {info.get('loss_last', float('nan')):.3f})")
     else:
         print("\nPaddleOCR not measured: pass --paddleocr-src DIR --paddle-python PY to measure it in this run.")
     return 0

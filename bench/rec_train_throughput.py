@@ -1,7 +1,7 @@
 """Recognition training throughput on CPU: SVTR_LCNet (PP-OCRv3 rec), 48x320, batch 64.
 
 Measures samples/s of the real training step (forward + loss + backward + Adam) for fp32 and
-bf16 autocast, for the CTC-only fine-tune model (``ch_PP-OCRv3_rec_finetune.yml``) and the full
+bf16 autocast, each with and without channels_last (cl), for the CTC-only fine-tune model (``ch_PP-OCRv3_rec_finetune.yml``) and the full
 MultiHead CTC+SAR training model (``en_PP-OCRv3_rec.yml``), and the data pipeline separately
 (DecodeImage -> RecAug -> label encode -> RecResizeImg, one process) so data time and step time
 can be compared. Synthetic word crops are rendered first.
@@ -43,9 +43,13 @@ def config_for(config: str, data: Path, out: Path, batch: int, width: int) -> di
     return cfg
 
 
-def step_throughput(cfg: dict, batches: list, steps: int, warmup: int, bf16: bool) -> tuple[float, float]:
+def step_throughput(cfg: dict, batches: list, steps: int, warmup: int, bf16: bool,
+                    channels_last: bool = False) -> tuple[float, float]:
     torch.manual_seed(0)
     model = create_model(cfg).train()
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+        batches = [[b[0].contiguous(memory_format=torch.channels_last), *b[1:]] for b in batches]
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=5e-4)
     med = median_step_seconds(lambda batch: forward_model(model, batch, "rec", training=True),
                               build_loss(cfg), opt, batches, steps, warmup, bf16)
@@ -69,8 +73,9 @@ def main() -> int:
             cfg = config_for(config, data, Path(tmp) / "out", args.batch, args.width)
             batches, data_s = load_batches(cfg)
             data_ms[name] = data_s * 1000
-            for variant, bf16 in (("fp32", False), ("bf16 autocast", True)):
-                ips, med = step_throughput(cfg, batches, args.steps, args.warmup, bf16)
+            for variant, bf16, cl in (("fp32", False, False), ("fp32 cl", False, True),
+                                      ("bf16 autocast", True, False), ("bf16 + cl", True, True)):
+                ips, med = step_throughput(cfg, batches, args.steps, args.warmup, bf16, cl)
                 rows.append((name, variant, ips, med, data_s * args.batch))
     threads = torch.get_num_threads()
     print(f"\nrec train step, 48x{args.width}, batch {args.batch}, CPU threads {threads}")
