@@ -60,8 +60,10 @@ def test_resolve_missing_chinese_dict_explains() -> None:
 
 
 def test_resolve_unknown_dict_lists_shipped() -> None:
-    with pytest.raises(ConfigError, match="en_dict.txt, ic15_dict.txt"):
+    with pytest.raises(ConfigError, match="not one of the dictionaries shipped") as err:
         resolve_dict_path("ppocr/utils/dict/nope_dict.txt")
+    assert {"en_dict.txt", "ic15_dict.txt", "french_dict.txt", "ppocr_keys_v1.txt"} <= \
+        set(str(err.value).rsplit(": ", 1)[1].split(", "))
 
 
 def test_default_charset_is_36_lowercase() -> None:
