@@ -55,8 +55,12 @@ def _conv_bn_pairs(model: nn.Module, run: Callable[[nn.Module], Any]) -> list[tu
         for s in srcs:
             if s is not None:
                 conv_users[s] = conv_users.get(s, 0) + 1
-    return [(next(iter(srcs)), bn) for bn, srcs in feeds.items()
-            if len(srcs) == 1 and None not in srcs and conv_users[next(iter(srcs))] == 1]
+    pairs = []
+    for bn, srcs in feeds.items():
+        src = next(iter(srcs))
+        if len(srcs) == 1 and src is not None and conv_users[src] == 1:
+            pairs.append((src, bn))
+    return pairs
 
 
 def _set(model: nn.Module, name: str, value: nn.Module) -> None:
@@ -82,6 +86,7 @@ def fuse_conv_bn(model: nn.Module, example: torch.Tensor, forward: Callable[[nn.
         return model
     for conv_name, bn_name in pairs:
         conv, bn = fused.get_submodule(conv_name), fused.get_submodule(bn_name)
+        assert isinstance(conv, CONV_TYPES) and isinstance(bn, BN_TYPES)
         _set(fused, conv_name, fuse_conv_bn_eval(conv, bn))
         _set(fused, bn_name, nn.Identity())
     with torch.inference_mode():

@@ -114,10 +114,13 @@ class StepSettings:
     @classmethod
     def from_global(cls, g: GlobalConfig, *, device: torch.device, model_type: str, amp_dtype: torch.dtype,
                     clip_norm: float | None) -> StepSettings:
-        """The settings of a run: ``Global`` plus what is resolved elsewhere (device, AMP dtype, clip norm)."""
+        """The settings of a run: ``Global`` plus what is resolved elsewhere (device, AMP dtype, clip norm).
+
+        ``g`` is the run's resolved ``Global`` (``engine.fast_path``): auto (None) counts as off here.
+        """
         return cls(device=device, model_type=model_type, epoch_num=g.epoch_num, print_batch_step=g.print_batch_step,
-                   smooth_window=g.log_smooth_window, amp=g.use_amp, amp_dtype=amp_dtype,
-                   channels_last=g.channels_last, clip_norm=clip_norm, grad_accum_steps=g.grad_accum_steps,
+                   smooth_window=g.log_smooth_window, amp=bool(g.use_amp), amp_dtype=amp_dtype,
+                   channels_last=bool(g.channels_last), clip_norm=clip_norm, grad_accum_steps=g.grad_accum_steps,
                    max_steps=g.max_steps, freeze_bn=g.freeze_bn)
 
 
@@ -334,7 +337,7 @@ def evaluate(
                     net = speed.fuse_conv_bn(net, speed.fusion_example(batch[0], model_type),
                                              lambda m, x: forward_model(m, [x], model_type, training=False))
                     if channels_last and net is not unwrap(model):
-                        net = net.to(memory_format=torch.channels_last)
+                        net = net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
             t0 = time.perf_counter()
             with autocast_context(device, amp, amp_dtype):
                 preds = forward_model(net, batch, model_type, training=False)

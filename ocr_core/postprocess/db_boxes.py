@@ -18,6 +18,8 @@ output stays bit-identical:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import cv2
 import numpy as np
 import pyclipper
@@ -37,7 +39,7 @@ def find_contours(bitmap: np.ndarray) -> list[np.ndarray]:
     return list(contours)
 
 
-def _ragged(polys: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _ragged(polys: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Concatenated ``[sum K, 2]`` points, per-polygon lengths and start offsets."""
     lens = np.fromiter((len(p) for p in polys), dtype=np.intp, count=len(polys))
     starts = np.zeros(len(polys), dtype=np.intp)
@@ -120,7 +122,7 @@ def unclip_all(polys: list[np.ndarray] | np.ndarray, unclip_ratio: float) -> lis
         geoms = shapely.polygons(polys.astype(np.float64))
         paths = polys.tolist()
     else:
-        pts, lens, _ = _ragged(polys)
+        pts, lens, _ = _ragged(list(polys))
         rings = shapely.linearrings(pts.astype(np.float64), indices=np.repeat(np.arange(len(polys)), lens))
         geoms = shapely.polygons(rings)
         paths = [np.asarray(p).tolist() for p in polys]
@@ -213,7 +215,7 @@ def polygons_from_bitmap(
     kept, _ = _min_area_boxes(pieces, MIN_SIZE + 2)
     if not kept:
         return [], np.zeros(0, dtype=np.float32)
-    chosen = [pieces[i] for i in kept]
+    chosen = [p for p in (pieces[i] for i in kept) if p is not None]  # kept pieces are never None
     pts, lens, starts = _ragged(chosen)
     scaled = rescale_points(pts, width, height, dest_width, dest_height)
     return _split(scaled, lens, starts), scores[passed[kept]].astype(np.float32)
