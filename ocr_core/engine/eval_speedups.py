@@ -43,7 +43,7 @@ def _conv_bn_pairs(model: nn.Module, run: Callable[[nn.Module], Any]) -> list[tu
     for mod in model.modules():
         if isinstance(mod, CONV_TYPES):
             hooks.append(mod.register_forward_hook(conv_hook))
-        elif isinstance(mod, BN_TYPES):
+        elif isinstance(mod, BN_TYPES) and mod.running_mean is not None:  # batch statistics at eval: not foldable
             hooks.append(mod.register_forward_pre_hook(bn_hook))
     try:
         run(model)

@@ -136,3 +136,11 @@ def test_background_errors_reach_the_caller() -> None:
         bg.submit(order.append, i)
     bg.drain()
     assert order == list(range(6))
+
+
+def test_batchnorm_without_running_statistics_is_left_alone() -> None:
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4, track_running_stats=False), nn.Conv2d(4, 4, 1),
+                          nn.BatchNorm2d(4)).eval()
+    _randomize_bn(model)
+    fused = fuse_conv_bn(model, torch.rand(1, 3, 8, 8), lambda m, t: m(t))
+    assert isinstance(fused[1], nn.BatchNorm2d) and isinstance(fused[3], nn.Identity)
