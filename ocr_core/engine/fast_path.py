@@ -8,6 +8,10 @@ configs do not set them) mean *auto*:
 - CPU: channels_last on; bfloat16 autocast only where the CPU computes bfloat16 natively (the
   ``amx_bf16`` or ``avx512_bf16`` flag in /proc/cpuinfo, or PyTorch's oneDNN reporting bf16
   support); elsewhere float32, since emulated bfloat16 is slower than float32.
+- Recognition models get no automatic AMP (channels_last only): CTC decoding is an argmax over
+  near-tied logits, and bf16 moved rec accuracy where det hmean did not (``make demo``: 2 bf16
+  fine-tune steps read 14 of 16 words, float32 16 of 16; IC15 rec eval ~1.5 points, see
+  ``export/parity.py``). ``Global.use_amp=true`` still turns it on.
 
 ``Global.use_amp=false`` / ``Global.channels_last=false`` opt out; ``true`` forces. Losses are
 always computed in float32 (``loop.train_one_epoch``). The choice and its reason are logged once.
@@ -75,19 +79,25 @@ def _dtype(name: str | None, default: torch.dtype) -> torch.dtype:
     return torch.float16 if name in ("float16", "fp16") else torch.bfloat16
 
 
-def resolve_fast_path(g: GlobalConfig, device: torch.device, bf16_cpu: tuple[bool, str] | None = None) -> FastPath:
-    """Decide precision/layout for ``device`` from ``Global`` (``None`` fields = auto)."""
+def resolve_fast_path(g: GlobalConfig, device: torch.device, bf16_cpu: tuple[bool, str] | None = None,
+                      model_type: str = "det") -> FastPath:
+    """Decide precision/layout for ``device`` and ``model_type`` from ``Global`` (``None`` = auto)."""
+    rec = model_type == "rec"
     if device.type == "cuda":
         major, minor = torch.cuda.get_device_capability(device)
         native_bf16 = major >= 8
         why = f"CUDA capability {major}.{minor}: " + ("bf16 native" if native_bf16 else "no native bf16, fp16")
-        amp = True if g.use_amp is None else g.use_amp
+        if rec and g.use_amp is None:
+            why += "; rec: no automatic AMP"
+        amp = (not rec) if g.use_amp is None else g.use_amp
         dtype = _dtype(g.amp_dtype, torch.bfloat16 if native_bf16 else torch.float16)
         cl = True if g.channels_last is None else g.channels_last
         return FastPath(amp, dtype, cl, grad_scaler=amp and dtype == torch.float16, cudnn_benchmark=True,
                         reason=why)
     native, why = bf16_cpu if bf16_cpu is not None else cpu_bf16()
-    amp = native if g.use_amp is None else g.use_amp
+    if rec and g.use_amp is None:
+        why += "; rec: no automatic AMP"
+    amp = (native and not rec) if g.use_amp is None else g.use_amp
     dtype = _dtype(g.amp_dtype, torch.bfloat16)
     if amp and dtype == torch.float16:
         log.warning("float16 autocast is not supported on CPU; using bfloat16")
@@ -96,9 +106,9 @@ def resolve_fast_path(g: GlobalConfig, device: torch.device, bf16_cpu: tuple[boo
     return FastPath(amp, dtype, cl, grad_scaler=False, cudnn_benchmark=False, reason=why)
 
 
-def apply_fast_path(g: GlobalConfig, device: torch.device) -> tuple[GlobalConfig, FastPath]:
+def apply_fast_path(g: GlobalConfig, device: torch.device, model_type: str = "det") -> tuple[GlobalConfig, FastPath]:
     """Resolve, log, set process-wide switches; returns ``Global`` with concrete booleans."""
-    fp = resolve_fast_path(g, device)
+    fp = resolve_fast_path(g, device, model_type=model_type)
     if fp.cudnn_benchmark:
         torch.backends.cudnn.benchmark = True
     source = {k: "auto" if getattr(g, k) is None else "config" for k in ("use_amp", "channels_last")}

@@ -117,7 +117,7 @@ def prepare(cfg: dict[str, Any], mode: str = "train") -> Run:
     seed_everything(g.seed + dist_info.rank)
     model_type = model_type_of(cfg)
     charset = load_charset(cfg)
-    g, fast = apply_fast_path(g, dist_info.device)  # use_amp/channels_last: auto -> concrete
+    g, fast = apply_fast_path(g, dist_info.device, model_type)  # use_amp/channels_last: auto -> concrete
     model = create_model(cfg).to(dist_info.device)
     if g.channels_last:
         model = model.to(memory_format=torch.channels_last)

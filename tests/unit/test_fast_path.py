@@ -43,6 +43,9 @@ def test_cpu_resolution(use_amp, channels_last, bf16, want_amp, want_cl) -> None
     assert (fp.amp, fp.channels_last, fp.amp_dtype, fp.grad_scaler) == (want_amp, want_cl, torch.bfloat16, False)
     forced_fp16 = resolve_fast_path(GlobalConfig(use_amp=True, amp_dtype="float16"), CPU, bf16_cpu=bf16)
     assert forced_fp16.amp_dtype == torch.bfloat16  # no float16 autocast on CPU
+    rec = resolve_fast_path(GlobalConfig(use_amp=use_amp, channels_last=channels_last), CPU, bf16_cpu=bf16,
+                            model_type="rec")
+    assert (rec.amp, rec.channels_last) == (bool(use_amp), want_cl)  # rec: AMP only when asked for
 
 
 @pytest.mark.parametrize(("capability", "dtype", "scaler"), [((9, 0), torch.bfloat16, False),
@@ -52,15 +55,21 @@ def test_cuda_resolution(monkeypatch: pytest.MonkeyPatch, capability, dtype, sca
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
     fp = resolve_fast_path(GlobalConfig(), torch.device("cuda", 0))
     assert (fp.amp, fp.amp_dtype, fp.grad_scaler, fp.channels_last, fp.cudnn_benchmark) == (True, dtype, scaler, True, True)
+    rec = resolve_fast_path(GlobalConfig(), torch.device("cuda", 0), model_type="rec")
+    assert (rec.amp, rec.grad_scaler, rec.channels_last) == (False, False, True)
+    forced = resolve_fast_path(GlobalConfig(use_amp=True), torch.device("cuda", 0), model_type="rec")
+    assert (forced.amp, forced.amp_dtype, forced.grad_scaler) == (True, dtype, scaler)
     off = resolve_fast_path(GlobalConfig(use_amp=False, channels_last=False), torch.device("cuda", 0))
     assert (off.amp, off.grad_scaler, off.channels_last) == (False, False, False)
 
 
-@pytest.mark.parametrize("config", ["configs/det/det_mv3_db.yml", "configs/det/ch_PP-OCRv3/ch_PP-OCRv3_det_student.yml"])
+@pytest.mark.parametrize("config", ["configs/det/det_mv3_db.yml", "configs/det/ch_PP-OCRv3/ch_PP-OCRv3_det_student.yml",
+                                    "configs/rec/PP-OCRv3/en_PP-OCRv3_rec.yml"])
 def test_shipped_configs_take_the_fast_path_by_default(tmp_path: Path, config: str) -> None:
     common = ["Global.use_gpu=false", f"Global.save_model_dir={tmp_path}", "Global.pretrained_model=null"]
     run = prepare(load_config(ROOT / config, common))
-    assert run.g.channels_last is True and run.g.use_amp is cpu_bf16()[0]
+    want_amp = cpu_bf16()[0] and run.model_type == "det"  # rec: channels_last only
+    assert run.g.channels_last is True and run.g.use_amp is want_amp
     conv = next(m for m in run.model.modules() if isinstance(m, torch.nn.Conv2d) and m.kernel_size[0] > 1)
     assert conv.weight.is_contiguous(memory_format=torch.channels_last)
     slow = prepare(load_config(ROOT / config, [*common, "Global.use_amp=false", "Global.channels_last=false"]))
