@@ -122,15 +122,19 @@ def validate_runtime_parameters(spec: dict, params: dict) -> str | None:
 
 
 class FakeKFP:
-    """``with FakeKFP() as fake:`` serves on ``fake.url``; ``run_state`` is what GET /runs/{id} reports."""
+    """``with FakeKFP() as fake:`` serves on ``fake.url``; ``run_state`` is what GET /runs/{id} reports.
 
-    def __init__(self, run_state: str = "SUCCEEDED") -> None:
+    A list of states is reported one per GET (the last one from then on): a run that is RUNNING when
+    first polled and ends later.
+    """
+
+    def __init__(self, run_state: str | list[str] = "SUCCEEDED") -> None:
         self.requests: list[dict] = []
         self.errors: list[str] = []
         self.experiments: dict[str, dict] = {}
         self.runs: dict[str, dict] = {}
         self.recurring_runs: dict[str, dict] = {}
-        self.run_state = run_state
+        self.run_states = [run_state] if isinstance(run_state, str) else list(run_state)
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -176,7 +180,9 @@ class FakeKFP:
                 elif path.startswith(f"{API}/experiments/") and tail in fake.experiments:
                     self._reply(fake.experiments[tail])
                 elif path.startswith(f"{API}/runs/") and tail in fake.runs:
-                    self._reply({**fake.runs[tail], "state": fake.run_state, "finished_at": _now()})
+                    state = fake.run_states.pop(0) if len(fake.run_states) > 1 else fake.run_states[0]
+                    ended = {"finished_at": _now()} if state in ("SUCCEEDED", "FAILED", "CANCELED", "SKIPPED") else {}
+                    self._reply({**fake.runs[tail], "state": state, **ended})
                 elif path == f"{API}/recurringruns":
                     runs = list(fake.recurring_runs.values())
                     self._reply({"recurringRuns": runs, "total_size": len(runs)} if runs else {})

@@ -90,9 +90,18 @@ def test_readme_shows_the_workflow_scripts_verbatim() -> None:
         assert textwrap.dedent(step["run"]).strip() in block, f"README.md's pipeline block differs from step {name!r}"
 
 
+def _run_step() -> dict:
+    return workflow_steps()["Run the training pipeline (and wait for it)"]
+
+
+def _polls(fake: FakeKFP) -> list[dict]:
+    return [r for r in fake.requests if r["method"] == "GET" and r["path"].startswith("/apis/v2beta1/runs/")]
+
+
 def test_ci_run_create_waits_and_passes_on_success(workdir: Path) -> None:
-    step = workflow_steps()["Run the training pipeline (and wait for it)"]
-    with FakeKFP(run_state="SUCCEEDED") as fake:
+    step = _run_step()
+    # kfp run create reads the run back once (RUNNING), the loop polls: RUNNING, 15 s, SUCCEEDED
+    with FakeKFP(run_state=["RUNNING", "RUNNING", "SUCCEEDED"]) as fake:
         done = run_script(step["run"], workdir, fake.url, step.get("shell"))
     assert done.returncode == 0, done.stdout + done.stderr
     assert re.fullmatch(r"run [0-9a-f-]{36} SUCCEEDED\n", done.stdout)
@@ -104,20 +113,35 @@ def test_ci_run_create_waits_and_passes_on_success(workdir: Path) -> None:
     # key=value parsed as JSON where it parses: the API server accepts these types (the fake checks them too)
     assert run["runtime_config"]["parameters"] == {"raw_data_uri": RAW, "launcher": "kubernetes", "workers": 2,
                                                    "gpus": 1}
-    polls = [r for r in fake.requests if r["method"] == "GET" and r["path"].startswith("/apis/v2beta1/runs/")]
-    assert polls, "-w -t did not wait for the run"
+    polls = _polls(fake)
+    assert len(polls) == 3 and {p["path"].rsplit("/", 1)[1] for p in polls} == {run_id_of(done)}
     assert_token_sent_never_shown(fake, done)
 
 
-def test_ci_step_fails_when_the_run_fails(workdir: Path) -> None:
-    step = workflow_steps()["Run the training pipeline (and wait for it)"]
-    with FakeKFP(run_state="FAILED") as fake:
+def run_id_of(done: subprocess.CompletedProcess) -> str:
+    return done.stdout.split()[1]
+
+
+@pytest.mark.parametrize("end", ["FAILED", "CANCELED"])
+def test_ci_step_fails_when_the_run_does_not_succeed(workdir: Path, end: str) -> None:
+    step = _run_step()
+    with FakeKFP(run_state=end) as fake:
         done = run_script(step["run"], workdir, fake.url, step.get("shell"))
-        # the control: the kfp command alone (what the example used to be) exits 0 on a FAILED run
-        bare = run_script(first_command(step["run"]), workdir, fake.url, step.get("shell"))
-    assert done.returncode == 1 and re.fullmatch(r"run [0-9a-f-]{36} FAILED\n", done.stdout)
-    assert bare.returncode == 0, "kfp run create -w now fails by itself: the state check may go"
+    assert done.returncode == 1 and re.fullmatch(rf"run [0-9a-f-]{{36}} {end}\n", done.stdout)
+    assert len(_polls(fake)) == 2  # create's own read-back, then one poll: an end state ends the wait at once
     assert_token_sent_never_shown(fake, done)
+
+
+def test_kfp_own_wait_is_why_the_step_polls(workdir: Path) -> None:
+    """The controls: ``run create -w`` exits 0 on a FAILED run, and on a CANCELED one it waits out ``-t``."""
+    create = first_command(_run_step()["run"]).replace(" -f dist/", " -w -t 1 -f dist/")
+    with FakeKFP(run_state="FAILED") as fake:
+        failed = run_script(create, workdir, fake.url)
+    with FakeKFP(run_state="CANCELED") as fake:
+        canceled = run_script(create, workdir, fake.url)
+    assert failed.returncode == 0, "kfp run create -w now fails by itself on FAILED: the poll loop may go"
+    assert canceled.returncode != 0 and "Run timeout" in canceled.stderr, \
+        "kfp's wait now ends on CANCELED: the poll loop may go"
 
 
 def test_ci_recurring_run(workdir: Path) -> None:
