@@ -226,24 +226,44 @@ def delete_job(api: k8s.CustomObjectsApi, name: str, namespace: str) -> bool:
         raise
 
 
-class _SigtermAsCancel:
-    """Turn SIGTERM into :class:`PyTorchJobCancelled` while waiting (main thread only)."""
+class _CancelSignals:
+    """SIGTERM -> :class:`PyTorchJobCancelled`, Ctrl-C -> ``KeyboardInterrupt`` while waiting (main thread only).
+
+    Each handler records the signal before raising: an exception raised while the interpreter runs a
+    finalizer (``__del__``, a weakref callback, a generator's close during GC) is reported as
+    "ignored" and dropped, which loses a Ctrl-C. :meth:`check`, called by the wait loop after every
+    watch event and watch call, raises it again, so a cancel is never lost (at worst it is late by
+    one watch call). Any SIGINT handler in place (the default, or one a library left behind, which
+    would take the Ctrl-C without raising) is replaced for the wait and restored after it; an
+    ignored SIGINT stays ignored.
+    """
 
     def __init__(self) -> None:
-        self.previous: Any = None
+        self.previous: dict[int, Any] = {}
+        self.received: int | None = None
 
-    def __enter__(self) -> _SigtermAsCancel:
+    def __enter__(self) -> _CancelSignals:
         if threading.current_thread() is threading.main_thread():
-            self.previous = signal.signal(signal.SIGTERM, self._raise)
+            self.previous[signal.SIGTERM] = signal.signal(signal.SIGTERM, self._handle)
+            if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:  # ignored (nohup, a daemon): stays so
+                self.previous[signal.SIGINT] = signal.signal(signal.SIGINT, self._handle)
         return self
 
-    @staticmethod
-    def _raise(signum: int, frame: Any) -> None:
-        raise PyTorchJobCancelled("SIGTERM received")
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.received = signum
+        self.check()
+
+    def check(self) -> None:
+        """Raise the cancel a signal asked for (again, if its first raise was swallowed)."""
+        if self.received == signal.SIGTERM:
+            raise PyTorchJobCancelled("SIGTERM received")
+        if self.received == signal.SIGINT:
+            raise KeyboardInterrupt
 
     def __exit__(self, *exc: Any) -> None:
-        if self.previous is not None:
-            signal.signal(signal.SIGTERM, self.previous)
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
+        self.previous.clear()
 
 
 def launch_and_wait(
@@ -292,8 +312,8 @@ def launch_and_wait(
     pump = _MasterLogPump(core, name, ns, sink, poll_s, keep=tail_lines)
     pump.start()
     try:
-        with _SigtermAsCancel():
-            final = _wait_terminal(custom, name, ns, deadline, watch_timeout_s, sink)
+        with _CancelSignals() as cancel:
+            final = _wait_terminal(custom, name, ns, deadline, watch_timeout_s, sink, cancel.check)
     except (KeyboardInterrupt, PyTorchJobCancelled, PyTorchJobTimeout) as exc:
         previous = signal.signal(signal.SIGTERM, signal.SIG_IGN) if _main() else None
         try:
@@ -321,11 +341,16 @@ def _main() -> bool:
 
 
 def _wait_terminal(custom: k8s.CustomObjectsApi, name: str, ns: str, deadline: float,
-                   watch_timeout_s: float, sink: Callable[[str], None]) -> dict[str, Any]:
-    """Watch until a terminal condition; re-watch from the last resourceVersion until ``deadline``."""
+                   watch_timeout_s: float, sink: Callable[[str], None],
+                   check_cancel: Callable[[], None] = lambda: None) -> dict[str, Any]:
+    """Watch until a terminal condition; re-watch from the last resourceVersion until ``deadline``.
+
+    ``check_cancel`` runs after every event and watch call and raises when the wait was cancelled.
+    """
     resource_version: str | None = None
     last_state: str | None = None
     while True:
+        check_cancel()
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise PyTorchJobTimeout(f"PyTorchJob {ns}/{name} did not finish within the timeout")
@@ -341,6 +366,7 @@ def _wait_terminal(custom: k8s.CustomObjectsApi, name: str, ns: str, deadline: f
             for event in w.stream(custom.list_namespaced_custom_object, GROUP, VERSION, ns, PLURAL,
                                   field_selector=f"metadata.name={name}", resource_version=resource_version,
                                   timeout_seconds=per_call, _request_timeout=per_call + 10):
+                check_cancel()
                 obj = event["object"]
                 resource_version = obj["metadata"].get("resourceVersion", resource_version)
                 if event["type"] == "DELETED":
