@@ -109,11 +109,9 @@ class LMDBDataSet(OCRDataset):
     ) -> None:
         if not data_dir:
             raise ConfigError("data_dir is required", "data_dir")
-        self.data_dir = data_dir
         ratios = [ratio_list] if isinstance(ratio_list, (int, float)) else list(ratio_list)
         self.need_reset = any(r < 1.0 for r in ratios)
-        self.seed = seed if seed is not None else int((global_cfg or {}).get("seed") or 0)
-        self._setup_ops(transforms, global_cfg, ext_op_transform_idx, mode)
+        self._init_common(data_dir, seed, transforms, global_cfg, ext_op_transform_idx, mode)
         self.lmdb_dirs = find_lmdb_dirs(data_dir)
         counts = []
         for path in self.lmdb_dirs:

@@ -153,9 +153,7 @@ class ShardDataSet(OCRDataset, IterableDataset):
             raise ConfigError("data_dir is required (s3://... or a directory holding the shard index)", "data_dir")
         if shuffle_buffer < 0:
             raise ConfigError(f"must be >= 0, got {shuffle_buffer}", "shuffle_buffer")
-        self.data_dir = data_dir
-        self.seed = seed if seed is not None else int((global_cfg or {}).get("seed") or 0)
-        self._setup_ops(transforms, global_cfg, ext_op_transform_idx, mode)
+        self._init_common(data_dir, seed, transforms, global_cfg, ext_op_transform_idx, mode)
         self.index: ShardIndex = read_index(data_dir)
         self.counts = np.asarray(self.index.counts, dtype=np.int64)
         self.starts = np.concatenate([[0], np.cumsum(self.counts)[:-1]])

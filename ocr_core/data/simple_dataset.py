@@ -55,8 +55,16 @@ class OCRDataset(Dataset):
     #: draws allowed per requested extra sample before giving up
     max_ext_tries: int = 20
 
-    def _setup_ops(self, transforms: Optional[list], global_cfg: Optional[dict], ext_op_transform_idx: int,
-                   mode: str) -> None:
+    def _init_common(self, data_dir: str, seed: Optional[int], transforms: Optional[list],
+                     global_cfg: Optional[dict], ext_op_transform_idx: int, mode: str) -> None:
+        """Apply the constructor keys every OCR dataset shares: ``data_dir``, ``seed`` (default
+        ``Global.seed``, else 0), ``transforms``, ``ext_op_transform_idx`` and ``mode``.
+
+        The keys themselves stay in each subclass's signature: signatures are the config schema
+        (``check_kwargs``), so only their handling lives here.
+        """
+        self.data_dir = data_dir
+        self.seed = seed if seed is not None else int((global_cfg or {}).get("seed") or 0)
         self.mode = mode.lower()
         if self.mode not in ("train", "eval", "test"):
             raise ConfigError(f"mode must be 'train' or 'eval', got {mode!r}", "mode")
@@ -180,14 +188,12 @@ class SimpleDataSet(OCRDataset):
         if not label_file_list:
             raise ConfigError("label_file_list is empty", "label_file_list")
         files = [label_file_list] if isinstance(label_file_list, str) else list(label_file_list)
-        self.data_dir = data_dir
         self.label_files = files
         self.delimiter = delimiter
         self.ratios = _ratios(ratio_list, len(files))
         self.need_reset = any(r < 1.0 for r in self.ratios)
-        self.seed = seed if seed is not None else int((global_cfg or {}).get("seed") or 0)
         self.do_shuffle = shuffle
-        self._setup_ops(transforms, global_cfg, ext_op_transform_idx, mode)
+        self._init_common(data_dir, seed, transforms, global_cfg, ext_op_transform_idx, mode)
         names = [type(op).__name__ for op in self.ops]
         if "DetLabelEncode" in names:
             self.label_kind = "det"
