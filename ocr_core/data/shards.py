@@ -203,7 +203,9 @@ class ShardDataSet(OCRDataset, IterableDataset):
         """Make the next iteration continue where ``state`` left off.
 
         Same world size and seed: exact (the rest of the epoch, sample for sample). Another world size
-        continues at ``samples x old_world / new_world`` (no sample skipped, some may repeat).
+        continues at ``samples x old_world / new_world`` rounded down to whole batches (no sample
+        skipped, some may repeat): for a position saved after ``b`` batches that is
+        ``b x old_world // new_world`` batches, the engine's rule for a mid-epoch resume.
 
         Raises:
             DataError: the state belongs to another shard set.
@@ -213,10 +215,12 @@ class ShardDataSet(OCRDataset, IterableDataset):
                             f"(index {str(state.get('index'))[:12]}, this one {self.index.digest[:12]})")
         samples, old_world = int(state.get("samples", 0)), int(state.get("world_size") or self.world_size)
         if old_world != self.world_size or int(state.get("seed", self.seed)) != self.seed:
-            logger.warning("ShardDataSet: position saved with world size %d / seed %s, now %d / %d: the order "
-                           "differs, resuming after %d samples per rank", old_world, state.get("seed"),
-                           self.world_size, self.seed, samples * old_world // self.world_size)
+            saved = samples
             samples = samples * old_world // self.world_size
+            samples -= samples % self.batch_size  # batch-aligned: the worker split and the engine's count
+            logger.warning("ShardDataSet: position saved with world size %d / seed %s after %d samples, now "
+                           "%d / %d: the order differs, resuming after %d samples per rank", old_world,
+                           state.get("seed"), saved, self.world_size, self.seed, samples)
         self.epoch = int(state.get("epoch", self.epoch))
         self._resume_at = min(samples, len(self))
         self.consumed = self._resume_at
@@ -366,6 +370,7 @@ def build_shard_loader(dataset: IterableDataset, loader_cfg: Any, rank: int, wor
     loader = ShardLoader(dataset, batch_size=loader_cfg.batch_size_per_card, drop_last=loader_cfg.drop_last,
                          num_workers=loader_cfg.num_workers, collate_fn=collate_batch, pin_memory=pin_memory,
                          generator=generator, worker_init_fn=seed_worker, persistent_workers=False)
+    loader.base_seed = seed + rank  # type: ignore[attr-defined]  # set_loader_epoch re-seeds it per epoch
     return loader, ShardEpochs(dataset)
 
 

@@ -138,6 +138,7 @@ def train_one_epoch(
     metrics_sink: Callable[[dict[str, float]], None] | None = None,
     skip_batches: int = 0,
     after_skip: Callable[[], None] | None = None,
+    start_batch: int = 0,
 ) -> dict[str, float]:
     """Run one epoch of training; returns the epoch's average loss terms and throughput.
 
@@ -146,7 +147,9 @@ def train_one_epoch(
     ``metrics_sink`` receives each step's scalars (Prometheus / curves). ``skip_batches`` (a
     mid-epoch resume) draws and discards the epoch's first batches, so the loader's order and
     augmentation streams continue exactly where the interrupted run left them; ``after_skip``
-    runs once they are drawn (the engine restores the step's RNG state there).
+    runs once they are drawn (the engine restores the step's RNG state there). ``start_batch``
+    (a mid-epoch resume of a loader whose dataset seeked to its saved position) counts the epoch's
+    first batches as done without drawing them: the loader already starts after them.
     """
     s = settings
     device, model_type, epoch_num, print_batch_step = s.device, s.model_type, s.epoch_num, s.print_batch_step
@@ -179,9 +182,10 @@ def train_one_epoch(
             break
     if after_skip is not None:
         after_skip()
-    state.batches_in_epoch = skip_batches
+    first = skip_batches + start_batch
+    state.batches_in_epoch = first
     t_end = time.perf_counter()
-    for index, batch in enumerate(batches, start=skip_batches):
+    for index, batch in enumerate(batches, start=first):
         t_data = time.perf_counter()
         reader_cost += t_data - t_end
         if micro == 0:

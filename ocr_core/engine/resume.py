@@ -11,6 +11,8 @@ from __future__ import annotations
 import copy
 import logging
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -28,7 +30,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("ocrflow")
 
-__all__ = ["adapt_pretrained_state", "checkpoint_payload", "class_dependent_keys", "load_for_run", "save"]
+__all__ = ["EpochStart", "adapt_pretrained_state", "checkpoint_payload", "class_dependent_keys", "data_position",
+           "load_for_run", "save", "start_epoch"]
 
 
 def checkpoint_payload(run: Run, best: dict[str, float] | None = None) -> dict[str, Any]:
@@ -59,13 +62,18 @@ def save(run: Run, name: str, best: dict[str, float] | None = None, mid_epoch: b
     augmentation stream, and an exact resume needs all of them. ``mid_epoch`` (a step checkpoint)
     records ``epoch`` as the last finished epoch plus ``epoch_progress``: the epoch in progress, the
     micro-batches each rank consumed of it, the world size and every rank's RNG at the epoch's start
-    (a resume replays the epoch's first batches from there, then restores the step's RNG).
+    (a resume replays the epoch's first batches from there, then restores the step's RNG); when the
+    training set keeps a position (:func:`data_position`), every rank's position too, and a resume
+    seeks there instead of replaying.
     """
     rngs = all_gather_object(ckpt_mod.rng_state()) if run.dist.enabled else None
-    starts = None
+    starts = positions = None
     if mid_epoch:
         start = run.epoch_start_rng or ckpt_mod.rng_state()
         starts = all_gather_object(start) if run.dist.enabled else [start]
+        position = data_position(run.train_dataset)
+        if position is not None:
+            positions = all_gather_object(position.state_dict()) if run.dist.enabled else [position.state_dict()]
     if not run.dist.is_main:
         return None
     t0 = time.perf_counter()
@@ -76,6 +84,8 @@ def save(run: Run, name: str, best: dict[str, float] | None = None, mid_epoch: b
         payload["epoch"] = run.state.epoch - 1
         payload["epoch_progress"] = {"epoch": run.state.epoch, "batches": run.state.batches_in_epoch,
                                      "world_size": run.dist.world_size, "rng_epoch_start": starts}
+        if positions is not None:
+            payload["epoch_progress"]["data_state"] = positions
     path = ckpt_mod.save_checkpoint(run.save_dir / name, payload)
     log.info("saved %s (%.2fs)", path, time.perf_counter() - t0)
     if run.telemetry is not None:
@@ -238,18 +248,25 @@ def _restore_rng(run: Run, ck: dict[str, Any], source: str) -> None:
 
 
 def _resume_position(run: Run, progress: dict[str, Any], source: str) -> dict[str, Any]:
-    """Where a mid-epoch checkpoint resumes: its epoch, the batches to replay, this rank's epoch-start RNG.
+    """Where a mid-epoch checkpoint resumes: its epoch, the batches already trained, this rank's
+    epoch-start RNG and data position (when saved), and the RNG to train on with (the step's, as
+    :func:`_restore_rng` just set it).
 
-    Same world size: exact (the replayed batches are the ones the interrupted run drew). Another
-    world size (an elastic job that lost or gained workers): the samples already seen stay seen,
-    ``batches x old_world / new_world`` per rank, and the augmentation streams restart from the
-    epoch start of this rank's fresh seed; not bit-identical, but no sample is trained twice.
+    Same world size: exact (the replayed batches are the ones the interrupted run drew; a dataset
+    position continues where this rank's stopped). Another world size (an elastic job that lost or
+    gained workers): the samples already seen stay seen, ``batches x old_world / new_world`` per
+    rank (a dataset position is rescaled by the dataset's own rule, which ShardDataSet keeps equal
+    to this one), and the augmentation streams restart from the epoch start of this rank's fresh
+    seed; not bit-identical, but no sample is trained twice.
     """
     old_world = int(progress.get("world_size") or 1)
     world = run.dist.world_size
     batches = int(progress.get("batches") or 0)
     starts = progress.get("rng_epoch_start") or []
-    out: dict[str, Any] = {"epoch": int(progress["epoch"]), "batches": batches, "rng_epoch_start": None}
+    positions = progress.get("data_state") or []
+    out: dict[str, Any] = {"epoch": int(progress["epoch"]), "batches": batches, "rng_epoch_start": None,
+                           "data_state": positions[min(run.dist.rank, len(positions) - 1)] if positions else None,
+                           "rng_step": ckpt_mod.rng_state()}
     if old_world == world and len(starts) == world:
         out["rng_epoch_start"] = starts[run.dist.rank]
     else:
@@ -287,3 +304,57 @@ def _follow_new_shape(run: Run, ck: dict[str, Any], shape: dict[str, Any]) -> No
                 "the base rate follows Optimizer.lr.reference_batch_size"
                 if (run.cfg.get("Optimizer") or {}).get("lr", {}).get("reference_batch_size")
                 else "no Optimizer.lr.reference_batch_size: the config's rate is kept")
+
+
+def data_position(dataset: Any) -> Any:
+    """``dataset`` when it keeps its own position (``state_dict``/``load_state_dict``, as ShardDataSet
+    does: its order and augmentation are functions of the position), else None."""
+    if callable(getattr(dataset, "state_dict", None)) and callable(getattr(dataset, "load_state_dict", None)):
+        return dataset
+    return None
+
+
+@dataclass(frozen=True)
+class EpochStart:
+    """How :func:`ocr_core.engine.loop.train_one_epoch` begins an epoch (all zero: from its start).
+
+    Attributes:
+        replay: Batches to draw from the loader and discard (a mid-epoch resume of a loader without
+            a position); ``after_replay`` runs once they are drawn.
+        seeked: Batches already trained that the loader itself skips (its dataset was moved to the
+            saved position): counted, never read.
+    """
+
+    replay: int = 0
+    seeked: int = 0
+    after_replay: Callable[[], None] | None = None
+
+
+def start_epoch(run: Run, epoch: int) -> EpochStart:
+    """Begin ``epoch`` (after the sampler's and dataset's ``set_epoch``, before its iterator is made).
+
+    Sets ``run.epoch_start_rng`` (what a step checkpoint of this epoch records). For the first epoch
+    of a mid-epoch resume: a dataset with a saved position seeks to it (``load_state_dict``) and this
+    rank's RNG is set to the saved step's, so nothing is read twice; any other loader replays the
+    epoch's first batches from the epoch-start RNG (the state the loader's workers and in-process
+    augmentation drew from), and the step's RNG is restored once they are drawn.
+    """
+    pos = run.resume_progress
+    if not pos or pos["epoch"] != epoch:
+        run.epoch_start_rng = ckpt_mod.rng_state()
+        return EpochStart()
+    run.resume_progress = None
+    batches, step_rng = int(pos["batches"]), pos["rng_step"]
+    dataset = data_position(run.train_dataset)
+    if dataset is not None and pos.get("data_state") is not None:
+        dataset.load_state_dict(pos["data_state"])
+        run.epoch_start_rng = pos["rng_epoch_start"] or ckpt_mod.rng_state()
+        ckpt_mod.set_rng_state(step_rng)
+        log.info("mid-epoch resume: epoch %d continues after its first %d batches at the dataset's saved "
+                 "position (nothing replayed)", epoch, batches)
+        return EpochStart(seeked=batches)
+    if pos["rng_epoch_start"] is not None:
+        ckpt_mod.set_rng_state(pos["rng_epoch_start"])
+    run.epoch_start_rng = ckpt_mod.rng_state()
+    log.info("mid-epoch resume: replaying the first %d batches of epoch %d", batches, epoch)
+    return EpochStart(replay=batches, after_replay=lambda: ckpt_mod.set_rng_state(step_rng))

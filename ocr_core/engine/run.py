@@ -34,7 +34,7 @@ from ocr_core.engine.distributed import DistInfo, all_reduce_sum, barrier, clean
 from ocr_core.engine.fast_path import apply_fast_path
 from ocr_core.engine.loop import StepSettings, StepState, evaluate, train_one_epoch
 from ocr_core.engine.optim import build_optimizer
-from ocr_core.engine.resume import adapt_pretrained_state, load_for_run, save
+from ocr_core.engine.resume import adapt_pretrained_state, load_for_run, save, start_epoch
 from ocr_core.errors import ConfigError, Preempted
 from ocr_core.observability.logging import setup_logger
 from ocr_core.observability.metrics import TrainingMetrics
@@ -289,11 +289,11 @@ def _train(run: Run) -> dict[str, Any]:
         if hasattr(run.train_dataset, "set_epoch"):
             run.train_dataset.set_epoch(epoch)
         set_loader_epoch(run.train_loader, epoch)
-        skip, after_skip = _resume_replay(run, epoch)
-        run.epoch_start_rng = ckpt_mod.rng_state()
+        begin = start_epoch(run, epoch)  # a mid-epoch resume: seek (dataset position) or replay
         epoch_logs = train_one_epoch(run.model, run.train_loader, run.loss_fn, run.optimizer, run.scheduler,
                                      run.state, settings, scaler=run.scaler, after_step=after_step,
-                                     metrics_sink=run.telemetry.on_step, skip_batches=skip, after_skip=after_skip)
+                                     metrics_sink=run.telemetry.on_step, skip_batches=begin.replay,
+                                     after_skip=begin.after_replay, start_batch=begin.seeked)
         run.telemetry.on_epoch_end(epoch_logs)
         stop = stop or (g.max_steps is not None and run.state.global_step >= g.max_steps)
         if run.eval_loader is not None and g.eval_batch_epoch and epoch % g.eval_batch_epoch == 0 \
@@ -314,24 +314,6 @@ def _train(run: Run) -> dict[str, Any]:
     log.info("done: global_step %d, best %s", run.state.global_step, run.state.best_metric)
     return {"global_step": run.state.global_step, "epoch": run.state.epoch, "best_metric": run.state.best_metric,
             "last_epoch": epoch_logs, "history": run.history, "save_dir": str(run.save_dir)}
-
-
-def _resume_replay(run: Run, epoch: int) -> tuple[int, Callable[[], None] | None]:
-    """For the first epoch of a mid-epoch resume: batches to replay and what to do after them.
-
-    Before the epoch's iterator is made, this rank's RNG goes back to the epoch's start (the state
-    the loader's workers and in-process augmentation drew from); once the replayed batches are
-    drawn, the RNG at the checkpointed step is restored.
-    """
-    pos = run.resume_progress
-    if not pos or pos["epoch"] != epoch:
-        return 0, None
-    run.resume_progress = None
-    now = ckpt_mod.rng_state()
-    if pos["rng_epoch_start"] is not None:
-        ckpt_mod.set_rng_state(pos["rng_epoch_start"])
-    log.info("mid-epoch resume: replaying the first %d batches of epoch %d", pos["batches"], epoch)
-    return int(pos["batches"]), lambda: ckpt_mod.set_rng_state(now)
 
 
 def _agreed(run: Run, flag: bool) -> bool:
