@@ -53,7 +53,13 @@ def run(args: argparse.Namespace) -> int:
 
     from ocr_core.data import image_io
     from ocr_core.inference import metadata as md
-    from ocr_core.inference.predictors import RecPredictor, TextSystem, draw_results, load_predictor
+    from ocr_core.inference.predictors import (
+        DetPredictor,
+        RecPredictor,
+        TextSystem,
+        draw_results,
+        load_predictor,
+    )
 
     def rec_kwargs(model: str) -> dict:
         meta = md.read_metadata(md.resolve_model_path(model))
@@ -69,9 +75,9 @@ def run(args: argparse.Namespace) -> int:
     system = None
     if args.rec_model:
         rec = RecPredictor(args.rec_model, intra_op_num_threads=args.threads, **rec_kwargs(args.rec_model))
-        if first.model_type != "det":
+        if not isinstance(first, DetPredictor):
             raise DataError(f"--model must be a det model when --rec-model is given ({args.model} is rec)")
-        system = TextSystem(first, rec, drop_score=args.drop_score)  # type: ignore[arg-type]
+        system = TextSystem(first, rec, drop_score=args.drop_score)
     out_dir = Path(args.out) if args.out else None
     if out_dir:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -85,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
             raise DataError(f"cannot decode image {path}")
         if system is not None:
             results = system(img)
-        elif first.model_type == "det":
+        elif isinstance(first, DetPredictor):
             found = first(img)
             results = [{"points": np.asarray(b).astype(int).tolist(), "score": float(s)}
                        for b, s in zip(found["points"], found["scores"])]

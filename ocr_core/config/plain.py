@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import logging
+from collections.abc import Mapping
 from typing import Any, Optional
 
 from ocr_core.config.schema import normalize_openocr
@@ -58,12 +59,12 @@ def role_architecture(cfg: dict[str, Any], role: Optional[str]) -> tuple[dict[st
     return sub, role
 
 
-def _plain_section(section: Any, table: dict[str, tuple[str, tuple[str, ...]]]) -> Any:
+def _plain_section(section: Any, table: Mapping[str, tuple[str, tuple[str, ...]]]) -> Any:
     """Map a ``Distillation*`` section (or the first mappable entry of a CombinedLoss) to its plain form."""
     if not isinstance(section, dict):
         return section
     name = section.get("name")
-    if name in table:
+    if isinstance(name, str) and name in table:
         plain, keys = table[name]
         return {"name": plain, **{k: section[k] for k in keys if k in section}}
     if name == "CombinedLoss":

@@ -64,7 +64,7 @@ def text_mask(text: str, font: ImageFont.FreeTypeFont, stroke: int = 0) -> tuple
     left, _, right, _ = font.getbbox(text, stroke_width=stroke)
     ascent, descent = font.getmetrics()
     pad = 2 + stroke
-    size = (right - left + 2 * pad, ascent + descent + 2 * pad)
+    size = (int(right - left) + 2 * pad, ascent + descent + 2 * pad)  # getbbox gives ints for int strokes
     origin = (pad - left, pad)
     fill = Image.new("L", size, 0)
     ImageDraw.Draw(fill).text(origin, text, font=font, fill=255)
@@ -245,11 +245,11 @@ def camera(rng: np.random.Generator, img: np.ndarray, quads: list, persp: float,
         img = cv2.GaussianBlur(img, (0, 0), sigma)
     elif rng.random() < 0.1 * blur:
         k = int(rng.integers(3, 6))
-        kern = np.zeros((k, k), np.float32)
-        kern[k // 2] = 1.0 / k
+        line = np.zeros((k, k), np.float32)
+        line[k // 2] = 1.0 / k
         rot = cv2.getRotationMatrix2D(((k - 1) / 2, (k - 1) / 2), rng.uniform(0, 180), 1.0)
-        kern = cv2.warpAffine(kern, rot, (k, k))
-        img = cv2.filter2D(img, -1, kern / max(float(kern.sum()), 1e-6))
+        kern = cv2.warpAffine(line, rot, (k, k))
+        img = cv2.filter2D(img, -1, np.divide(kern, max(float(kern.sum()), 1e-6), dtype=np.float32))
     sigma_n = rng.uniform(0, 7)
     if sigma_n > 0.5:
         img = img + rng.standard_normal((h, w, 1), dtype=np.float32) * sigma_n

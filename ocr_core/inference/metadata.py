@@ -44,9 +44,10 @@ DB_DEFAULTS: dict[str, Any] = {"thresh": 0.3, "box_thresh": 0.7, "max_candidates
 DEFAULT_REC_SHAPE = [3, 48, 320]
 # tools/infer/utility.py defaults (--det_limit_side_len 960, --det_limit_type max)
 DEPLOY_DET_RESIZE: dict[str, Any] = {"limit_side_len": 960, "limit_type": "max"}
-REC_NORMALIZE = {"scale": 1.0 / 255.0, "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5], "channel_order": "BGR"}
-IMAGENET_NORMALIZE = {"scale": 1.0 / 255.0, "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225],
-                      "channel_order": "BGR"}
+REC_NORMALIZE: dict[str, Any] = {"scale": 1.0 / 255.0, "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5],
+                                 "channel_order": "BGR"}
+IMAGENET_NORMALIZE: dict[str, Any] = {"scale": 1.0 / 255.0, "mean": [0.485, 0.456, 0.406],
+                                      "std": [0.229, 0.224, 0.225], "channel_order": "BGR"}
 
 _COMMON = ("format", "model_type", "algorithm", "normalize", "resize", "postprocess", "io",
            "config_sha256", "checkpoint_sha256", "version", "exported_at")

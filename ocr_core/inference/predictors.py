@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import cv2
 import numpy as np
@@ -24,6 +24,9 @@ from ocr_core.inference import metadata as md
 from ocr_core.inference.det_box_filter import filter_det_result
 from ocr_core.postprocess.db_postprocess import DBPostProcess
 from ocr_core.postprocess.rec_postprocess import CTCLabelDecode
+
+if TYPE_CHECKING:  # imported lazily at runtime (EAST only)
+    from ocr_core.postprocess.east_postprocess import EASTPostProcess
 
 P = md.PREFIX
 EAST_KEYS = ("score_thresh", "cover_thresh", "nms_thresh")
@@ -117,6 +120,7 @@ class DetPredictor(_Predictor):
             raise TypeError(f"unknown DetPredictor setting(s): {', '.join(sorted(overrides))}")
         self._norm = NormalizeImage(scale=self.normalize["scale"], mean=self.normalize["mean"],
                                     std=self.normalize["std"], order="hwc")
+        self.post_process: DBPostProcess | EASTPostProcess
         if self.algorithm == "EAST":
             self.post = {k: post[k] for k in EAST_KEYS}
             self.post_process = EASTPostProcess(**self.post)

@@ -50,6 +50,7 @@ def resolve_path(path: str | os.PathLike[str]) -> Path:
 def rng_state() -> dict[str, Any]:
     """All RNG states as tensors / plain lists (safe for ``weights_only`` loading)."""
     np_state = np.random.get_state()
+    assert isinstance(np_state, tuple)  # the global (legacy MT19937) RandomState gives the 5-tuple form
     py_state = random.getstate()
     return {
         "torch": torch.get_rng_state(),
@@ -285,4 +286,5 @@ def load_role_pretrained(model: nn.Module) -> None:
     """
     for role, setup in getattr(model, "role_setup", {}).items():
         if setup.pretrained:
+            assert isinstance(model, nn.ModuleDict)  # roles live on DistillationModel, a ModuleDict
             load_pretrained(model[role], setup.pretrained)

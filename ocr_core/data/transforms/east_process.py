@@ -64,15 +64,15 @@ def generate_quad(size: tuple[int, int], polys: np.ndarray, tags: np.ndarray,
     training_mask = np.ones((h, w), np.uint8)
     for idx, (poly, tag) in enumerate(zip(polys, tags)):
         poly = np.asarray(poly, np.float64).copy()
-        r = [min(np.linalg.norm(poly[i] - poly[(i + 1) % 4]), np.linalg.norm(poly[i] - poly[(i - 1) % 4]))
-             for i in range(4)]
-        shrunk = shrink_quad(poly, r).astype(np.int32)[None]
+        r = [float(min(np.linalg.norm(poly[i] - poly[(i + 1) % 4]),
+                       np.linalg.norm(poly[i] - poly[(i - 1) % 4]))) for i in range(4)]
+        shrunk = [shrink_quad(poly, r).astype(np.int32)]
         cv2.fillPoly(score_map, shrunk, 1)
         cv2.fillPoly(poly_mask, shrunk, idx + 1)
-        poly_h = min(np.linalg.norm(poly[0] - poly[3]), np.linalg.norm(poly[1] - poly[2]))
-        poly_w = min(np.linalg.norm(poly[0] - poly[1]), np.linalg.norm(poly[2] - poly[3]))
+        poly_h = float(min(np.linalg.norm(poly[0] - poly[3]), np.linalg.norm(poly[1] - poly[2])))
+        poly_w = float(min(np.linalg.norm(poly[0] - poly[1]), np.linalg.norm(poly[2] - poly[3])))
         if min(poly_h, poly_w) < min_text_size or tag:
-            cv2.fillPoly(training_mask, poly.astype(np.int32)[None], 0)
+            cv2.fillPoly(training_mask, [poly.astype(np.int32)], 0)
         ys, xs = np.nonzero(poly_mask == idx + 1)
         poly[:, 0] = np.clip(poly[:, 0], 0, w)
         poly[:, 1] = np.clip(poly[:, 1], 0, h)

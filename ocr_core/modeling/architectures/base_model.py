@@ -108,7 +108,8 @@ class BaseModel(nn.Module):
         self._export_mode = bool(value)
         for m in self.modules():
             if m is not self and hasattr(m, "export_mode"):
-                m.export_mode = bool(value)
+                # setattr: mypy types Module attribute writes as Tensor | Module
+                setattr(m, "export_mode", bool(value))  # noqa: B010
 
     def forward(self, x: torch.Tensor, targets: Any = None) -> Any:
         """Run the model.

@@ -46,6 +46,9 @@ class SEModule(nn.Module):
 
 
 class Conv2D_BN(nn.Sequential):  # noqa: N801 - OpenOCR's name
+    c: nn.Conv2d
+    bn: nn.BatchNorm2d
+
     def __init__(self, a: int, b: int, ks: int = 1, stride: int = 1, pad: int = 0, groups: int = 1,
                  bn_weight_init: float = 1.0) -> None:
         super().__init__()
@@ -56,8 +59,15 @@ class Conv2D_BN(nn.Sequential):  # noqa: N801 - OpenOCR's name
 
 
 def _bn_scale_shift(bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
+    assert bn.running_var is not None and bn.running_mean is not None  # our BNs track running stats
     scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
     return scale, bn.bias - bn.running_mean * scale
+
+
+def _pair(v: tuple[int, ...]) -> tuple[int, int]:
+    """A ``Conv2d`` size attribute as the 2-tuple it is (torch types it for any conv dimension)."""
+    h, w = v
+    return h, w
 
 
 @torch.no_grad()
@@ -65,9 +75,11 @@ def fuse_conv_bn(conv_bn: Conv2D_BN) -> nn.Conv2d:
     """``BN(conv(x))`` as one conv with a bias (eval-mode BN statistics)."""
     c, bn = conv_bn.c, conv_bn.bn
     scale, shift = _bn_scale_shift(bn)
-    fused = nn.Conv2d(c.in_channels, c.out_channels, c.kernel_size, c.stride, c.padding, c.dilation, c.groups,
-                      bias=True, device=c.weight.device)
+    padding = c.padding if isinstance(c.padding, str) else _pair(c.padding)
+    fused = nn.Conv2d(c.in_channels, c.out_channels, _pair(c.kernel_size), _pair(c.stride), padding,
+                      _pair(c.dilation), c.groups, bias=True, device=c.weight.device)
     fused.weight.copy_(c.weight * scale[:, None, None, None])
+    assert fused.bias is not None  # built with bias=True
     fused.bias.copy_(shift)
     return fused
 
@@ -80,6 +92,7 @@ def fuse_repvgg_dw(block: RepVGGDW) -> nn.Conv2d:
     centre = torch.zeros_like(conv.weight)
     centre[:, :, 1, 1] = block.conv1.weight[:, :, 0, 0] + 1.0
     weight = conv.weight + centre
+    assert conv.bias is not None and block.conv1.bias is not None  # both convs have biases
     bias = conv.bias + block.conv1.bias
     scale, shift = _bn_scale_shift(block.bn)
     conv.weight.copy_(weight * scale[:, None, None, None])

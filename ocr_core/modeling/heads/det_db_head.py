@@ -33,6 +33,7 @@ class _MapBranch(nn.Module):
         bound = 1.0 / math.sqrt(mid)
         for deconv in (self.conv2, self.conv3):
             nn.init.kaiming_uniform_(deconv.weight, a=0, mode="fan_in", nonlinearity="relu")
+            assert deconv.bias is not None  # built with bias=True
             nn.init.uniform_(deconv.bias, -bound, bound)
         for bn in (self.conv_bn1, self.conv_bn2):
             nn.init.ones_(bn.weight)
