@@ -20,6 +20,8 @@ from ocr_core.errors import ConfigError
 
 HELP = "Compile, run locally, submit or schedule the KFP training pipeline."
 PIPELINES = ("train", "retrain")
+SERVICE_ACCOUNT_HELP = ("the Kubernetes account every pod of the run runs as, e.g. ocrflow-trainer "
+                        "(manifests/base; docs/security.md); default: KFP's (pipeline-runner, default-editor)")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -45,6 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     s.add_argument("--package", help="a compiled YAML (default: compile now)")
     s.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE")
     s.add_argument("--pipeline", choices=PIPELINES, default="train")
+    s.add_argument("--service-account", metavar="NAME", help=SERVICE_ACCOUNT_HELP)
     j = sub.add_parser("schedule", help="create a KFP recurring run (default: the retrain pipeline)")
     j.add_argument("--host", required=True)
     j.add_argument("--experiment", required=True)
@@ -56,15 +59,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     j.add_argument("--pipeline", choices=PIPELINES, default="retrain")
     j.add_argument("--package", help="a compiled YAML (default: compile --pipeline now)")
     j.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE")
+    j.add_argument("--service-account", metavar="NAME", help=SERVICE_ACCOUNT_HELP)
 
 
 def run(args: argparse.Namespace) -> int:
     """Compile, schedule, submit, or run locally (kfp.local + an embedded S3 server unless ``--external-s3``)."""
     from pipelines.schedule import compile_named, create_schedule, default_package, validate_schedule
-    from pipelines.submit import parse_params, submit
+    from pipelines.submit import check_service_account, parse_params, submit
 
     try:
         params = parse_params(args.param)
+        if getattr(args, "service_account", None) is not None:
+            check_service_account(args.service_account)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     if args.action == "compile":
@@ -83,14 +89,16 @@ def run(args: argparse.Namespace) -> int:
               f"{'no catch-up' if args.no_catchup else 'catch-up (missed runs are backfilled)'}", file=sys.stderr)
         job_id = create_schedule(args.host, args.experiment, args.job_name, cron, params,
                                  pipeline=args.pipeline, package=args.package,
-                                 max_concurrency=args.max_concurrency, no_catchup=args.no_catchup)
+                                 max_concurrency=args.max_concurrency, no_catchup=args.no_catchup,
+                                 service_account=args.service_account)
         print(json.dumps({"recurring_run_id": job_id, "cron": cron}))
         return 0
     if args.action == "submit":
         package = args.package
         if package is None and args.pipeline != "train":
             package = compile_named(args.pipeline, Path(tempfile.mkdtemp(prefix="ocrflow-kfp-")) / "p.yaml")
-        run_id = submit(args.host, args.experiment, params, run_name=args.run_name, package=package)
+        run_id = submit(args.host, args.experiment, params, run_name=args.run_name, package=package,
+                        service_account=args.service_account)
         print(json.dumps({"run_id": run_id}))
         return 0
     from pipelines.local_run import check_local_raw_data, publish_local_weights, run_pipeline_locally

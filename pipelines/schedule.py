@@ -112,14 +112,21 @@ def validate_schedule(cron: str, max_concurrency: int) -> str:
 
 def create_schedule(host: str, experiment: str, job_name: str, cron: str, params: Mapping[str, Any], *,
                     pipeline: str = "retrain", package: str | Path | None = None, max_concurrency: int = 1,
-                    no_catchup: bool = False, description: str | None = None) -> str:
-    """Create a recurring run of the compiled package (compiled now when not given); returns its id."""
+                    no_catchup: bool = False, description: str | None = None,
+                    service_account: str | None = None) -> str:
+    """Create a recurring run of the compiled package (compiled now when not given); returns its id.
+
+    ``service_account``: the Kubernetes ServiceAccount every pod of its runs runs as (KFP's default when None).
+    """
     from kfp import Client
 
     from pipelines.ocr_train_pipeline import check_arguments
+    from pipelines.submit import check_service_account
 
     cron = validate_schedule(cron, max_concurrency)
     check_arguments(params)
+    if service_account is not None:
+        check_service_account(service_account)
     if package is None:
         package = compile_named(pipeline, Path(tempfile.mkdtemp(prefix="ocrflow-kfp-")) / f"ocr_{pipeline}.yaml")
     client = Client(host=host)
@@ -127,5 +134,5 @@ def create_schedule(host: str, experiment: str, job_name: str, cron: str, params
     job = client.create_recurring_run(experiment_id=exp.experiment_id, job_name=job_name, description=description,
                                       cron_expression=cron, max_concurrency=max_concurrency,
                                       no_catchup=no_catchup, params=dict(params),
-                                      pipeline_package_path=str(package))
+                                      pipeline_package_path=str(package), service_account=service_account)
     return job.recurring_run_id
