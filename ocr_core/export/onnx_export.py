@@ -71,8 +71,12 @@ def _strip_role(state: dict[str, torch.Tensor], role: Optional[str]) -> dict[str
 
 
 def load_export_model(cfg: dict[str, Any], checkpoint: Optional[str] = None,
-                      role: Optional[str] = None) -> ExportedModel:
-    """Build the (role's) model from ``cfg``, load ``checkpoint`` strictly, switch to export mode."""
+                      role: Optional[str] = None, loaded: Optional[dict[str, Any]] = None) -> ExportedModel:
+    """Build the (role's) model from ``cfg``, load ``checkpoint`` strictly, switch to export mode.
+
+    ``loaded``: ``checkpoint`` already read (``load_checkpoint``); the file is then only hashed, so an
+    export that also needed the checkpoint's config reads it with ``torch.load`` once.
+    """
     from ocr_core.build import create_model
     from ocr_core.config import load_charset, wire_rec_heads
     from ocr_core.weights import checkpoint as ckpt_mod
@@ -81,7 +85,7 @@ def load_export_model(cfg: dict[str, Any], checkpoint: Optional[str] = None,
     model_type = arch.get("model_type") or "det"
     ck: dict[str, Any] = {}
     if checkpoint:
-        ck = ckpt_mod.load_checkpoint(checkpoint)
+        ck = loaded if loaded is not None else ckpt_mod.load_checkpoint(checkpoint)
     charset = None
     if model_type == "rec":
         charset = ck.get("charset") or load_charset({**cfg, "Architecture": arch})
@@ -305,7 +309,7 @@ def checkpoint_from_config(cfg: dict[str, Any]) -> Optional[str]:
 
 def export_onnx(cfg: dict[str, Any], out_dir: str | Path, checkpoint: Optional[str] = None,
                 role: Optional[str] = None, opset: int = DEFAULT_OPSET,
-                exported: Optional[ExportedModel] = None) -> ExportResult:
+                exported: Optional[ExportedModel] = None, loaded: Optional[dict[str, Any]] = None) -> ExportResult:
     """Export ``cfg``'s model to ``out_dir/model.onnx`` (+ ``inference.yml``) with metadata.
 
     Args:
@@ -315,11 +319,12 @@ def export_onnx(cfg: dict[str, Any], out_dir: str | Path, checkpoint: Optional[s
         role: Sub-model of a DistillationModel config/checkpoint (default ``Student``).
         opset: ONNX opset (>= 17).
         exported: An already built model (skips building/loading).
+        loaded: The checkpoint already read (see :func:`load_export_model`).
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     if exported is None:
-        exported = load_export_model(cfg, checkpoint or checkpoint_from_config(cfg), role)
+        exported = load_export_model(cfg, checkpoint or checkpoint_from_config(cfg), role, loaded=loaded)
     rec_shape = None
     example = None
     meta = md.build_metadata(cfg, exported.model_type, exported.algorithm, config_hash(cfg),

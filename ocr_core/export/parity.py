@@ -2,13 +2,14 @@
 
 (a) Tensor parity: seeded inputs of several shapes through the eager export-mode model and the
 ONNX graph; the max abs difference must be <= ``atol`` (1e-4).
-(b) Metric parity (when the config has an Eval set and a checkpoint): the eager metric
-(``evaluate_config``) and the metric through the ONNX *predictor* path (raw images ->
+(b) Metric parity (when the config has an Eval set and a checkpoint): the eager metric (the
+engine's evaluation of the weights in memory) and the metric through the ONNX *predictor* path (raw images ->
 metadata-driven pre-processing -> onnxruntime -> post-processing) must agree within
 ``metric_tol`` points (hmean / acc in percent).
 
 On failure the differing tensors are written to ``out_dir/parity_failure.npz`` and a
-:class:`ParityError` is raised.
+:class:`ParityError` is raised. The TensorRT gate (:mod:`ocr_core.export.tensorrt_parity`) applies
+the same two checks to a TensorRT engine against onnxruntime.
 """
 
 from __future__ import annotations
@@ -107,8 +108,13 @@ def _raw_eval_dataset(cfg: dict[str, Any]) -> Any:
     return cls(**ds_cfg, mode="eval", global_cfg=cfg.get("Global") or {})
 
 
-def onnx_metric(cfg: dict[str, Any], onnx_path: str | Path, limit: Optional[int] = None) -> dict[str, float]:
-    """Evaluate the ONNX model through the predictor path on ``cfg``'s Eval set."""
+def onnx_metric(cfg: dict[str, Any], onnx_path: str | Path, limit: Optional[int] = None,
+                session: Optional[Any] = None) -> dict[str, float]:
+    """Evaluate the ONNX model through the predictor path on ``cfg``'s Eval set.
+
+    ``session``: run this instead of onnxruntime (anything with ``InferenceSession.run``'s surface, e.g.
+    a TensorRT engine); the pre/post-processing still comes from ``onnx_path``'s metadata.
+    """
     from ocr_core.build import build_metric
     from ocr_core.inference.predictors import DetPredictor, RecPredictor
 
@@ -121,6 +127,7 @@ def onnx_metric(cfg: dict[str, Any], onnx_path: str | Path, limit: Optional[int]
         # the eager side resizes as the config's Eval does, whatever deploy resize the export embedded
         # and, like tools/eval.py, without predict_det's box filter: both sides score the same boxes
         det = DetPredictor(onnx_path, filter_boxes=False, **md.eval_det_resize(cfg))
+        det.session = session or det.session
         for i in range(n):
             sample = dataset[i]
             if sample is None:  # unreadable: excluded, as the eager evaluation excludes it
@@ -130,6 +137,7 @@ def onnx_metric(cfg: dict[str, Any], onnx_path: str | Path, limit: Optional[int]
             metric([res], [None, None, [np.asarray(polys)], [np.asarray(ignore)]])
     else:
         rec = RecPredictor(onnx_path, dynamic_width=False, batch_size=32)
+        rec.session = session or rec.session
         chars = ["blank", *meta[md.PREFIX + "character"]]
         samples = [s for s in (dataset[i] for i in range(n)) if s is not None]
         for start in range(0, len(samples), 32):
@@ -144,27 +152,74 @@ def onnx_metric(cfg: dict[str, Any], onnx_path: str | Path, limit: Optional[int]
     return metric.get_metric()
 
 
-def eager_metric(cfg: dict[str, Any], exported: ExportedModel) -> dict[str, float]:
-    """``evaluate_config`` on the exported (single, plain) model's weights."""
-    from ocr_core.engine.run import evaluate_config
-    from ocr_core.weights.checkpoint import save_checkpoint
-
+def eager_config(cfg: dict[str, Any], exported: ExportedModel, save_dir: str | Path) -> dict[str, Any]:
+    """The plain config the eager side evaluates with: float32 on one CPU process, no checkpoint (the
+    weights are the exported model's own, already in memory)."""
     plain = plain_config(cfg, exported.role)
     plain["Architecture"] = copy.deepcopy(exported.arch)
+    g = plain.setdefault("Global", {})
+    g["checkpoints"] = None
+    g["pretrained_model"] = None
+    g["save_model_dir"] = str(save_dir)
+    g["use_gpu"] = False
+    g["distributed"] = False
+    # the exported graph is float32: compare it with a float32 evaluation, whatever precision the
+    # model was trained in (bf16 autocast alone moves IC15 rec accuracy by ~1.5 points)
+    g["use_amp"] = False
+    plain["Eval"].setdefault("loader", {})["num_workers"] = 0
+    return plain
+
+
+def eager_metric(cfg: dict[str, Any], exported: ExportedModel) -> dict[str, float]:
+    """The Eval metric of the exported (single, plain) model, evaluated as ``evaluate_config`` does but
+    on the weights in memory: no checkpoint is written or read again."""
+    from ocr_core.data.loader import build_dataloader
+    from ocr_core.engine.distributed import cleanup
+    from ocr_core.engine.loop import evaluate
+    from ocr_core.engine.run import prepare
+
     with tempfile.TemporaryDirectory() as tmp:
-        ck = save_checkpoint(Path(tmp) / "export_parity", {
-            "model": exported.model.state_dict(), "architecture": exported.arch, "charset": exported.charset})
-        g = plain.setdefault("Global", {})
-        g["checkpoints"] = str(ck)
-        g["pretrained_model"] = None
-        g["save_model_dir"] = tmp
-        g["use_gpu"] = False
-        g["distributed"] = False
-        # the exported graph is float32: compare it with a float32 evaluation, whatever precision the
-        # model was trained in (bf16 autocast alone moves IC15 rec accuracy by ~1.5 points)
-        g["use_amp"] = False
-        plain["Eval"].setdefault("loader", {})["num_workers"] = 0
-        return evaluate_config(plain)
+        run = prepare(eager_config(cfg, exported, tmp), "eval")
+        try:
+            run.model.load_state_dict(exported.model.state_dict())  # the same architecture: strict
+            _, loader, _ = build_dataloader(run.cfg, "Eval", distributed=run.dist.enabled, seed=run.g.seed)
+            return evaluate(run.model, loader, run.post_process, run.metric, device=run.dist.device,
+                            model_type=run.model_type, amp=False, channels_last=run.g.channels_last,
+                            show_progress=run.dist.is_main)
+        finally:
+            cleanup()
+
+
+def compare_metric(report: Any, name: str, ref_label: str, ref: dict[str, float], label: str,
+                   got: dict[str, float]) -> None:
+    """Append a failure to ``report.failures`` when ``got[name]`` and ``ref[name]`` differ by more than
+    ``report.metric_tol`` points (metrics in [0, 1], compared in percent)."""
+    a, b = float(ref.get(name, 0.0)), float(got.get(name, 0.0))
+    if abs(a - b) * 100 > report.metric_tol:
+        report.failures.append(f"metric parity: {ref_label} {name} {a:.4f} vs {label} {b:.4f} "
+                               f"(differ by {abs(a - b) * 100:.2f} > {report.metric_tol} points)")
+
+
+def tensor_failures(rows: list[dict[str, Any]], atol: float) -> Optional[str]:
+    """The tensor-parity failure line for the shapes whose max abs difference exceeds ``atol``."""
+    bad = [t for t in rows if not t["max_abs"] <= atol]
+    if not bad:
+        return None
+    return "tensor parity: " + "; ".join(
+        f"{'x'.join(map(str, t['shape']))} max abs {t['max_abs']:.3g} > {atol:g}" for t in bad)
+
+
+def fail_if_needed(report: Any, arrays: dict[str, np.ndarray], where: Path, what: str, npz_name: str,
+                   raise_on_failure: bool) -> None:
+    """On failures: write ``arrays`` to ``where/npz_name`` and (``raise_on_failure``) raise ParityError."""
+    report.passed = not report.failures
+    if report.passed:
+        return
+    where.mkdir(parents=True, exist_ok=True)
+    np.savez(where / npz_name, **arrays)
+    if raise_on_failure:
+        raise ParityError(f"{what} failed: " + " | ".join(report.failures)
+                          + f" (tensors written to {where / npz_name})")
 
 
 def check_parity(
@@ -206,10 +261,8 @@ def check_parity(
     session = make_session(onnx_path, ["CPUExecutionProvider"])
     shapes = shapes or default_shapes(mtype, meta[md.PREFIX + "resize"].get("image_shape"))
     report.tensor, arrays = tensor_parity(exported.model, session, shapes)
-    bad = [t for t in report.tensor if not t["max_abs"] <= atol]
-    if bad:
-        report.failures.append("tensor parity: " + "; ".join(
-            f"{'x'.join(map(str, t['shape']))} max abs {t['max_abs']:.3g} > {atol:g}" for t in bad))
+    if line := tensor_failures(report.tensor, atol):
+        report.failures.append(line)
     if not with_metric:
         report.metric_skipped = "disabled"
     elif not cfg.get("Eval") or not cfg.get("Metric"):
@@ -222,21 +275,11 @@ def check_parity(
         report.onnx_metric = onnx_metric(plain, onnx_path)
         name = getattr(_metric_main(plain), "main_indicator", None) or ("hmean" if mtype == "det" else "acc")
         report.metric_name = name
-        a = float(report.eager_metric.get(name, 0.0))
-        b = float(report.onnx_metric.get(name, 0.0))
-        if abs(a - b) * 100 > metric_tol:
-            report.failures.append(f"metric parity: eager {name} {a:.4f} vs onnx {b:.4f} "
-                                   f"(differ by {abs(a - b) * 100:.2f} > {metric_tol} points)")
-    report.passed = not report.failures
+        compare_metric(report, name, "eager", report.eager_metric, "onnx", report.onnx_metric)
     log.info("parity: max abs %.3g over %s; metric %s eager %s onnx %s", report.max_abs,
              [t["shape"] for t in report.tensor], report.metric_name, report.eager_metric, report.onnx_metric)
-    if report.failures:
-        where = Path(out_dir) if out_dir is not None else onnx_path.parent
-        where.mkdir(parents=True, exist_ok=True)
-        np.savez(where / "parity_failure.npz", **arrays)
-        if raise_on_failure:
-            raise ParityError("export parity check failed: " + " | ".join(report.failures)
-                              + f" (tensors written to {where / 'parity_failure.npz'})")
+    fail_if_needed(report, arrays, Path(out_dir) if out_dir is not None else onnx_path.parent,
+                   "export parity check", "parity_failure.npz", raise_on_failure)
     return report
 
 
@@ -246,4 +289,5 @@ def _metric_main(cfg: dict[str, Any]) -> Any:
     return build_metric(cfg)
 
 
-__all__ = ["ParityError", "ParityReport", "check_parity", "default_shapes", "onnx_metric", "tensor_parity"]
+__all__ = ["ParityError", "ParityReport", "check_parity", "compare_metric", "default_shapes", "eager_config",
+           "eager_metric", "fail_if_needed", "onnx_metric", "tensor_failures", "tensor_parity"]

@@ -159,14 +159,15 @@ def test_parity_failure_writes_tensors(tmp_path: Path) -> None:
     assert set(saved.files) == {"1x3x64x64_input", "1x3x64x64_eager", "1x3x64x64_onnx"}
 
 
-def test_tensorrt_without_gpu_exits_3(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize("fmt", ["tensorrt", "both"])
+def test_tensorrt_without_gpu_exits_3(tmp_path: Path, capsys: pytest.CaptureFixture[str], fmt: str) -> None:
     from ocr_core.export.tensorrt_build import tensorrt_available
 
     if tensorrt_available()[0]:
         pytest.skip("TensorRT and a GPU are available here")
     out = tmp_path / "trt"
     rc = main(["export", "-c", str(ROOT / DET_CONFIGS["ppocrv3_student"]), "--out", str(out), "--random",
-               "--format", "tensorrt"])
+               "--format", fmt])
     assert rc == 3
     assert capsys.readouterr().err.strip().splitlines()[-1] == \
         f"TensorRT needs an NVIDIA GPU; ONNX exported to {out / 'model.onnx'}"
@@ -226,6 +227,28 @@ def test_det_metric_gate_official_weights(tmp_path: Path, official: dict[str, Pa
     assert report.passed and report.metric_name == "hmean"
     assert report.eager_metric["hmean"] > 0.8  # the official weights find these words
     assert abs(report.eager_metric["hmean"] - report.onnx_metric["hmean"]) <= 0.005
+
+
+def test_export_checked_reads_the_checkpoint_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Export + tensor gate + eager and ONNX Eval metrics: the checkpoint is ``torch.load``-ed once (the
+    eager side evaluates the weights in memory, no temporary checkpoint)."""
+    from ocr_core.export.checked import export_checked
+
+    data = tmp_path / "eval"
+    labels = write_text_image(data / "images" / "0.png", ["HELLO WORLD"])
+    (data / "label.txt").write_text(f"images/0.png\t{json.dumps(labels)}\n")
+    cfg = load_config(ROOT / DET_CONFIGS["ppocrv3_student"], [
+        "Global.use_gpu=false", f"Global.save_model_dir={tmp_path}", f"Eval.dataset.data_dir={data}",
+        f"Eval.dataset.label_file_list=[{data / 'label.txt'}]", "Eval.loader.num_workers=0",
+        "Eval.dataset.transforms.DetResizeForTest={limit_side_len: 160, limit_type: max}"])
+    ckpt = det_checkpoint(tmp_path, cfg["Architecture"])
+    loads: list[str] = []
+    real_load = torch.load
+    monkeypatch.setattr(torch, "load", lambda f, *a, **k: loads.append(str(f)) or real_load(f, *a, **k))
+    checked = export_checked(cfg, tmp_path / "out", checkpoint=str(ckpt))
+    assert checked.parity is not None and checked.parity.passed
+    assert checked.parity.eager_metric is not None and checked.parity.onnx_metric is not None
+    assert loads == [str(ckpt)]
 
 
 def test_text_system_official_weights(tmp_path: Path, official: dict[str, Path]) -> None:
