@@ -1,12 +1,12 @@
-"""EAST post-processing with locality-aware NMS (PaddleOCR ``east_postprocess.py`` and
-``locality_aware_nms.py``), free of lanms and shapely: quad IoU uses OpenCV's convex-polygon
-intersection, so quads are treated as convex (their convex hull), as EAST's rectangles are.
+"""EAST post-processing (PaddleOCR ``east_postprocess.py``) on whole arrays.
 
-Pipeline per image: pixels with score > ``score_thresh`` each propose a quad (``4 * (x, y) - geo``),
-scanned in row order; consecutive proposals overlapping by IoU > ``nms_thresh`` are merged with
-score weights (locality-aware), then a standard NMS; each survivor is re-scored by the mean score
-inside it and dropped below ``cover_thresh``; quads are mapped back to the source image, ordered
-from the top-left vertex clockwise, and those with an edge under 5 px are dropped.
+Pipeline per image: pixels with score > ``score_thresh`` each propose a quad (``4 * (x, y) - geo``,
+held in float32 as PaddleOCR's proposals are), scanned in row order; consecutive proposals
+overlapping by IoU > ``nms_thresh`` are merged with score weights (locality-aware), then a
+standard NMS (both in :mod:`ocr_core.postprocess.east_nms`, no lanms); each survivor is re-scored
+by the mean score inside it and dropped unless above ``cover_thresh``; quads are mapped back to the
+source image and clipped to it, ordered from the top-left vertex clockwise, and those with an edge
+under 5 px are dropped.
 """
 
 from __future__ import annotations
@@ -17,69 +17,24 @@ import cv2
 import numpy as np
 
 from ocr_core.postprocess import POSTPROCESS
+from ocr_core.postprocess.east_nms import nms_locality, quad_iou, standard_nms, weighted_merge
 
-
-def _hull(quad: np.ndarray) -> np.ndarray:
-    return cv2.convexHull(np.asarray(quad, np.float32).reshape(-1, 1, 2))
-
-
-def quad_iou(g: np.ndarray, p: np.ndarray) -> float:
-    """IoU of two quads (first 8 values of each row: x1, y1, ..., x4, y4)."""
-    a, b = _hull(g[:8].reshape(4, 2)), _hull(p[:8].reshape(4, 2))
-    area_a, area_b = abs(cv2.contourArea(a)), abs(cv2.contourArea(b))
-    if area_a <= 0 or area_b <= 0:
-        return 0.0
-    inter, _ = cv2.intersectConvexConvex(a, b)
-    inter = max(float(inter), 0.0)
-    union = area_a + area_b - inter
-    return inter / union if union > 0 else 0.0
-
-
-def weighted_merge(g: np.ndarray, p: np.ndarray) -> np.ndarray:
-    """Score-weighted average of two quads; the merged score is the sum."""
-    out = g.copy()
-    out[:8] = (g[8] * g[:8] + p[8] * p[:8]) / (g[8] + p[8])
-    out[8] = g[8] + p[8]
-    return out
-
-
-def standard_nms(boxes: np.ndarray, thresh: float) -> np.ndarray:
-    """Greedy NMS on [N, 9] quads by score (column 8)."""
-    order = np.argsort(boxes[:, 8])[::-1]
-    keep = []
-    while order.size > 0:
-        i = order[0]
-        keep.append(i)
-        ovr = np.array([quad_iou(boxes[i], boxes[t]) for t in order[1:]])
-        order = order[1:][ovr <= thresh] if ovr.size else order[1:]
-    return boxes[keep]
-
-
-def nms_locality(polys: np.ndarray, thresh: float = 0.3) -> np.ndarray:
-    """Locality-aware NMS of EAST: merge row-adjacent overlapping quads, then standard NMS."""
-    merged: list[np.ndarray] = []
-    p: np.ndarray | None = None
-    for g in polys:
-        if p is not None and quad_iou(g, p) > thresh:
-            p = weighted_merge(g, p)
-        else:
-            if p is not None:
-                merged.append(p)
-            p = g
-    if p is not None:
-        merged.append(p)
-    if not merged:
-        return np.zeros((0, 9), np.float64)
-    return standard_nms(np.array(merged), thresh)
+__all__ = ["EASTPostProcess", "nms_locality", "quad_iou", "sort_poly", "sort_polys", "standard_nms",
+           "weighted_merge"]
 
 
 def sort_poly(p: np.ndarray) -> np.ndarray:
     """Start at the vertex with the smallest x + y; go along the more horizontal edge first."""
-    i = int(np.argmin(p.sum(axis=1)))
-    p = p[[i, (i + 1) % 4, (i + 2) % 4, (i + 3) % 4]]
-    if abs(p[0, 0] - p[1, 0]) > abs(p[0, 1] - p[1, 1]):
-        return p
-    return p[[0, 3, 2, 1]]
+    return sort_polys(p[None])[0]
+
+
+def sort_polys(quads: np.ndarray) -> np.ndarray:
+    """:func:`sort_poly` for ``[N, 4, 2]`` integer quads at once."""
+    first = np.argmin(quads.sum(axis=2), axis=1)
+    p = np.take_along_axis(quads, ((first[:, None] + np.arange(4)) % 4)[:, :, None], axis=1)
+    edge = np.abs(p[:, 0] - p[:, 1])
+    horizontal = edge[:, 0] > edge[:, 1]
+    return np.where(horizontal[:, None, None], p, p[:, [0, 3, 2, 1]])
 
 
 @POSTPROCESS.register()
@@ -99,23 +54,18 @@ class EASTPostProcess:
 
     def detect(self, score_map: np.ndarray, geo_map: np.ndarray) -> np.ndarray:
         """One image: score [1,h,w], geo [8,h,w] -> [N, 9] quads (input-image pixels) + cover score."""
-        score = score_map[0]
-        geo = np.transpose(geo_map, (1, 2, 0))
-        yx = np.argwhere(score > self.score_thresh)
-        if len(yx) == 0:
+        score = np.ascontiguousarray(score_map[0], np.float32)
+        ys, xs = np.nonzero(score > self.score_thresh)  # row-major: sorted by y, then x
+        if len(ys) == 0:
             return np.zeros((0, 9), np.float64)
-        yx = yx[np.argsort(yx[:, 0], kind="stable")]
-        origin = np.tile(yx[:, ::-1] * 4, (1, 4)).astype(np.float64)
-        boxes = np.zeros((len(yx), 9), np.float64)
-        boxes[:, :8] = origin - geo[yx[:, 0], yx[:, 1], :8]
-        boxes[:, 8] = score[yx[:, 0], yx[:, 1]]
-        boxes = nms_locality(boxes, self.nms_thresh)
+        boxes = np.zeros((len(ys), 9), np.float32)
+        boxes[:, 0:8:2] = (xs * 4)[:, None] - geo_map[0:8:2, ys, xs].T
+        boxes[:, 1:8:2] = (ys * 4)[:, None] - geo_map[1:8:2, ys, xs].T
+        boxes[:, 8] = score[ys, xs]
+        boxes = nms_locality(boxes.astype(np.float64), self.nms_thresh)
         if boxes.shape[0] == 0:
             return boxes
-        for i, box in enumerate(boxes):
-            mask = np.zeros(score.shape, np.uint8)
-            cv2.fillPoly(mask, box[:8].reshape(-1, 4, 2).astype(np.int32) // 4, 1)
-            boxes[i, 8] = cv2.mean(score.astype(np.float32), mask)[0]
+        boxes[:, 8] = _cover_scores(score, boxes)
         return boxes[boxes[:, 8] > self.cover_thresh]
 
     def __call__(self, preds: Any, shape_list: Any) -> list[dict[str, Any]]:
@@ -129,19 +79,32 @@ class EASTPostProcess:
         for i in range(len(shapes)):
             boxes = self.detect(score_all[i], geo_all[i])
             src_h, src_w, ratio_h, ratio_w = shapes[i]
-            polys, scores = [], []
-            for box in boxes:
-                quad = box[:8].reshape(4, 2).copy()
-                quad[:, 0] = np.clip(quad[:, 0] / ratio_w, 0, src_w - 1)
-                quad[:, 1] = np.clip(quad[:, 1] / ratio_h, 0, src_h - 1)
-                quad = sort_poly(quad.astype(np.int32))
-                if np.linalg.norm(quad[0] - quad[1]) < 5 or np.linalg.norm(quad[3] - quad[0]) < 5:
-                    continue
-                polys.append(quad)
-                scores.append(float(box[8]))
-            results.append({"points": np.array(polys, np.int32).reshape(-1, 4, 2),
-                            "scores": np.array(scores, np.float32)})
+            quads = boxes[:, :8].reshape(-1, 4, 2) / [ratio_w, ratio_h]
+            quads = np.clip(quads, 0, [src_w - 1, src_h - 1])
+            quads = sort_polys(quads.astype(np.int32))
+            sides = quads[:, [1, 3]].astype(np.int64) - quads[:, :1]
+            keep = ((sides ** 2).sum(axis=2) >= 25).all(axis=1)  # both edges from vertex 0 at least 5 px
+            results.append({"points": np.ascontiguousarray(quads[keep], np.int32).reshape(-1, 4, 2),
+                            "scores": boxes[keep, 8].astype(np.float32)})
         return results
+
+
+def _cover_scores(score: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """Mean score inside each quad drawn at map scale (``int32(coords) // 4``), as ``cv2.mean``
+    over a full-size mask gives it, computed on the quad's bounding-box crop."""
+    h, w = score.shape
+    pts = boxes[:, :8].reshape(-1, 4, 2).astype(np.int32) // 4
+    lo = np.clip(pts.min(axis=1), 0, [w - 1, h - 1]).astype(np.int32)
+    hi = np.clip(pts.max(axis=1) + 1, 1, [w, h]).astype(np.int32)
+    out = np.zeros(len(boxes))
+    for i in range(len(boxes)):
+        (x0, y0), (x1, y1) = lo[i], hi[i]
+        if x1 <= x0 or y1 <= y0:
+            continue
+        mask = np.zeros((y1 - y0, x1 - x0), np.uint8)
+        cv2.fillPoly(mask, [pts[i] - lo[i]], 1)
+        out[i] = cv2.mean(score[y0:y1, x0:x1], mask)[0]
+    return out
 
 
 def _np(x: Any) -> np.ndarray:

@@ -3,9 +3,11 @@ round trip (synthetic scenes -> training targets -> post-processing -> DetMetric
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 import torch
+from shapely.geometry import MultiPoint
 
 from ocr_core.data.synth_scenes import render_det_sample
 from ocr_core.data.transforms.det_resize import DetResizeForTest
@@ -194,3 +196,134 @@ def test_round_trip_through_the_eval_resize() -> None:
         errs += _vertex_errors(result[0]["points"], quads, tags)
     assert metric.get_metric()["hmean"] == pytest.approx(1.0)
     assert len(errs) > 20 and max(errs) <= 1.0
+
+
+# --- the bulk NMS and post-process against a plain per-pixel scan (PaddleOCR's algorithm written
+# out with shapely, one quad at a time; quads count as their convex hulls, as ours do) ---
+
+
+def _hull_iou(g: np.ndarray, p: np.ndarray) -> float:
+    a, b = (MultiPoint(q[:8].reshape(4, 2)).convex_hull for q in (g, p))
+    if a.area <= 0 or b.area <= 0:
+        return 0.0
+    inter = a.intersection(b).area
+    union = a.area + b.area - inter
+    return inter / union if union > 0 else 0.0
+
+
+def _scan_nms(polys: np.ndarray, thresh: float) -> np.ndarray:
+    runs, cur = [], None
+    for g in polys:
+        if cur is not None and _hull_iou(g, cur) > thresh:
+            merged = g.copy()
+            merged[:8] = (g[8] * g[:8] + cur[8] * cur[:8]) / (g[8] + cur[8])
+            merged[8] = g[8] + cur[8]
+            cur = merged
+        else:
+            if cur is not None:
+                runs.append(cur)
+            cur = g
+    if cur is not None:
+        runs.append(cur)
+    if not runs:
+        return np.zeros((0, 9))
+    boxes = np.array(runs)
+    order, keep = list(np.argsort(boxes[:, 8])[::-1]), []
+    while order:
+        best, order = order[0], order[1:]
+        keep.append(best)
+        order = [t for t in order if _hull_iou(boxes[best], boxes[t]) <= thresh]
+    return boxes[keep]
+
+
+def _scan_postprocess(score: np.ndarray, geo: np.ndarray, shape: np.ndarray) -> tuple[list, list]:
+    """One image, defaults (score 0.8, cover 0.1, nms 0.2): points (clipped to the image) and scores."""
+    proposals = []
+    for y in range(score.shape[0]):
+        for x in range(score.shape[1]):
+            if score[y, x] > 0.8:
+                quad = np.float32([4 * x, 4 * y] * 4 - geo[:, y, x])  # float32, as PaddleOCR holds them
+                proposals.append(np.r_[quad.astype(np.float64), score[y, x]])
+    points, scores = [], []
+    for box in _scan_nms(np.array(proposals).reshape(-1, 9), 0.2):
+        mask = np.zeros(score.shape, np.uint8)
+        cv2.fillPoly(mask, [box[:8].reshape(4, 2).astype(np.int32) // 4], 1)
+        cover = cv2.mean(score, mask)[0]
+        if cover <= 0.1:
+            continue
+        quad = box[:8].reshape(4, 2) / shape[[3, 2]]
+        quad = np.clip(quad, 0, shape[[1, 0]] - 1).astype(np.int32)
+        first = int(np.argmin(quad.sum(axis=1)))
+        quad = quad[[(first + k) % 4 for k in range(4)]]
+        if abs(quad[0, 0] - quad[1, 0]) <= abs(quad[0, 1] - quad[1, 1]):
+            quad = quad[[0, 3, 2, 1]]
+        if np.linalg.norm(quad[0] - quad[1]) >= 5 and np.linalg.norm(quad[3] - quad[0]) >= 5:
+            points.append(quad.tolist())
+            scores.append(cover)
+    return points, scores
+
+
+def _noisy_east_maps(seed: int, h: int = 64, w: int = 96, noise: float = 1.5) -> tuple[np.ndarray, np.ndarray]:
+    """Tilted words on lines (stride-4 maps): core scores 0.8-1.0, geometry = the word's quad plus
+    Gaussian noise; background specks above the threshold carry random (often non-convex) quads."""
+    rng = np.random.default_rng(seed)
+    score = rng.uniform(0, 0.5, (h, w)).astype(np.float32)
+    geo = rng.normal(0, 12, (8, h, w)).astype(np.float32)
+    ys, xs = np.mgrid[0:h, 0:w]
+    for _ in range(9):
+        cx, cy = rng.uniform(60, 4 * w - 60), rng.uniform(24, 4 * h - 24)
+        half = np.array([rng.uniform(20, 55), rng.uniform(7, 18)])
+        a = rng.uniform(-0.15, 0.15)
+        rot = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
+        quad = (np.array([[-1, -1], [1, -1], [1, 1], [-1, 1]]) * half) @ rot.T + [cx, cy]
+        u = (np.stack([4 * xs - cx, 4 * ys - cy], -1) @ rot) / half  # word frame, -1..1 inside
+        core = (np.abs(u[..., 0]) < 1 - 0.6 * half[1] / half[0]) & (np.abs(u[..., 1]) < 0.4)
+        score[core] = rng.uniform(0.8, 1.0, core.sum())
+        for k in range(4):
+            geo[2 * k][core] = 4 * xs[core] - quad[k, 0] + rng.normal(0, noise, core.sum())
+            geo[2 * k + 1][core] = 4 * ys[core] - quad[k, 1] + rng.normal(0, noise, core.sum())
+    specks = rng.integers(0, [h, w], (12, 2))
+    score[specks[:, 0], specks[:, 1]] = 0.85
+    return score, geo
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_postprocess_equals_the_per_pixel_scan(seed: int) -> None:
+    """Overlapping words, noisy geometry and junk specks: the same points, bit for bit, and scores."""
+    score, geo = _noisy_east_maps(seed)
+    shape = np.array([230.0, 300.0, 0.9, 1.05])  # a resize ratio per side, and clipping at the border
+    want_points, want_scores = _scan_postprocess(score, geo, shape)
+    got = EASTPostProcess()({"f_score": score[None, None], "f_geo": geo[None]}, shape[None])[0]
+    assert len(want_points) >= 5
+    assert got["points"].tolist() == want_points
+    np.testing.assert_allclose(got["scores"], want_scores, rtol=1e-6)
+
+
+@pytest.mark.parametrize("thresh", [0.0, 0.2, 0.5])
+@pytest.mark.parametrize("noise", [0.0, 1.0, 8.0])
+def test_bulk_nms_equals_the_sequential_scan(noise: float, thresh: float) -> None:
+    """Runs of similar quads in scan order; noise 8 px makes many bulk guesses wrong (repairs), and
+    noise 0 on integer corners gives exact ties; every tenth quad of that set is a bowtie."""
+    rng = np.random.default_rng([int(noise), int(thresh * 10)])
+    rows = []
+    while len(rows) < 300:
+        rot = rng.uniform(-0.3, 0.3)
+        corners = np.array([[0, 0], [1, 0], [1, 1], [0, 1]]) * rng.uniform(3, 50, 2)
+        quad = corners @ np.array([[np.cos(rot), np.sin(rot)], [-np.sin(rot), np.cos(rot)]]) + rng.uniform(0, 150, 2)
+        for _ in range(int(rng.integers(1, 25))):
+            q = quad + rng.normal(0, noise, (4, 2))
+            if noise == 0:
+                q = np.round(q)[[0, 2, 1, 3] if len(rows) % 10 == 0 else [0, 1, 2, 3]]
+            rows.append(np.r_[q.ravel(), rng.uniform(0.8, 1.0)])
+    polys = np.array(rows).astype(np.float32).astype(np.float64)
+    np.testing.assert_array_equal(nms_locality(polys, thresh), _scan_nms(polys, thresh))
+
+
+def test_quad_iou_matches_shapely() -> None:
+    rng = np.random.default_rng(4)
+    pairs = rng.uniform(0, 40, (200, 2, 8))
+    pairs[:100, 1] = pairs[:100, 0] + rng.normal(0, 3, (100, 8))  # mostly overlapping, some concave
+    got = [quad_iou(a, b) for a, b in pairs]
+    want = [_hull_iou(a, b) for a, b in pairs]
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-12)
+    assert sum(w > 0 for w in want) > 100
