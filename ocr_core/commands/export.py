@@ -2,7 +2,8 @@
 
 Writes ``DIR/model.onnx`` (pre/post-processing settings embedded as metadata) and
 ``DIR/inference.yml`` (the resolved config). ``--check`` runs the parity gate; ``--format
-tensorrt`` also builds ``DIR/model.engine`` (exit 3 when no NVIDIA GPU / TensorRT is available).
+tensorrt`` (or ``both``: the same files) also builds ``DIR/model.engine`` and, with ``--check``, gates
+it against onnxruntime (exit 3 when no NVIDIA GPU / TensorRT is available: the ONNX model stays).
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ HELP = "Export a checkpoint to ONNX (or TensorRT) with embedded pre/post-process
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser)
-    parser.add_argument("--format", choices=("onnx", "tensorrt"), default="onnx")
+    parser.add_argument("--format", choices=("onnx", "tensorrt", "both"), default="onnx",
+                        help="tensorrt/both: ONNX plus a TensorRT engine (needs an NVIDIA GPU)")
     parser.add_argument("--out", default=None,
                         help="output directory (default: Global.save_inference_dir, else ./inference)")
     parser.add_argument("--role", default=None,
@@ -33,12 +35,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="TensorRT: build with the FP16 flag")
     parser.add_argument("--max-side", type=int, default=2048, help="TensorRT det profile: largest side")
     parser.add_argument("--max-batch", type=int, default=None, help="TensorRT profile: largest batch")
+    parser.add_argument("--trt-atol", type=float, default=None,
+                        help="with --check, the TensorRT gate's tensor tolerance vs onnxruntime (default 1e-2)")
     parser.add_argument("--random", action="store_true",
                         help="export the untrained (randomly initialised) model when no checkpoint is set")
 
 
 def run(args: argparse.Namespace) -> int:
-    from ocr_core.export.checked import export_checked
+    from ocr_core.export.checked import TensorRTOptions, add_tensorrt, export_checked, needs_tensorrt
     from ocr_core.export.onnx_export import checkpoint_from_config
 
     cfg = config_from_args(args)
@@ -54,19 +58,20 @@ def run(args: argparse.Namespace) -> int:
                      "ops": result.op_counts}
     if checked.parity is not None:
         summary["parity"] = checked.parity.to_dict()
-    if args.format == "tensorrt":
-        from ocr_core.export.tensorrt_build import EXIT_NO_TENSORRT, TensorRTUnavailable, build_from_onnx
+    if needs_tensorrt(args.format):
+        from ocr_core.export.tensorrt_build import EXIT_NO_TENSORRT, TensorRTUnavailable
 
-        default_batch = 4 if result.exported.model_type == "det" else 16
-        mb = args.max_batch or default_batch
+        opts = TensorRTOptions(fp16=args.fp16, max_batch=args.max_batch, max_side=args.max_side)
+        if args.trt_atol is not None:
+            opts.atol = args.trt_atol
         try:
-            engine = build_from_onnx(result.onnx_path, out / "model.engine", fp16=args.fp16,
-                                     batch=(1, min(mb, 1 if result.exported.model_type == "det" else 6), mb),
-                                     max_side=args.max_side)
+            add_tensorrt(checked, cfg, out, opts, check=args.check, with_metric=not args.no_metric)
         except TensorRTUnavailable as exc:
             print(json.dumps(summary, indent=2))
             print(str(exc), file=sys.stderr)
             return EXIT_NO_TENSORRT
-        summary["engine"] = str(engine)
+        summary["engine"] = str(checked.engine)
+        if checked.tensorrt_parity is not None:
+            summary["tensorrt_parity"] = checked.tensorrt_parity.to_dict()
     print(json.dumps(summary, indent=2))
     return 0

@@ -184,7 +184,7 @@ def eager_metric(cfg: dict[str, Any], exported: ExportedModel) -> dict[str, floa
             run.model.load_state_dict(exported.model.state_dict())  # the same architecture: strict
             _, loader, _ = build_dataloader(run.cfg, "Eval", distributed=run.dist.enabled, seed=run.g.seed)
             return evaluate(run.model, loader, run.post_process, run.metric, device=run.dist.device,
-                            model_type=run.model_type, amp=False, channels_last=run.g.channels_last,
+                            model_type=run.model_type, amp=False, channels_last=bool(run.g.channels_last),
                             show_progress=run.dist.is_main)
         finally:
             cleanup()

@@ -21,11 +21,22 @@ Shape = tuple[int, ...]
 
 
 class TensorRTUnavailable(OCRFlowError):
-    """No NVIDIA GPU or no ``tensorrt`` module: the ONNX model is all we could produce."""
+    """No NVIDIA GPU or no ``tensorrt`` module.
 
-    def __init__(self, onnx_path: str | Path) -> None:
-        super().__init__(f"TensorRT needs an NVIDIA GPU; ONNX exported to {onnx_path}")
-        self.onnx_path = str(onnx_path)
+    With ``onnx_path`` the ONNX model was exported and is all we could produce (``ocrflow export``
+    exits 3); without it nothing was exported (the pipeline's export step checks first, so a TensorRT
+    request never ships an ONNX model alone).
+    """
+
+    def __init__(self, onnx_path: str | Path | None = None, reason: str = "") -> None:
+        if onnx_path is not None:
+            msg = f"TensorRT needs an NVIDIA GPU; ONNX exported to {onnx_path}"
+        else:
+            msg = (f"TensorRT needs an NVIDIA GPU and the tensorrt module ({reason or 'unavailable'}); "
+                   "nothing was exported: run the export on the TensorRT image with a GPU, or export ONNX only")
+        super().__init__(msg)
+        self.onnx_path = None if onnx_path is None else str(onnx_path)
+        self.reason = reason
 
 
 def _r32(v: float) -> int:
@@ -112,6 +123,13 @@ def tensorrt_available() -> tuple[bool, str]:
     return True, ""
 
 
+def require_tensorrt() -> None:
+    """Raise :class:`TensorRTUnavailable` (nothing exported yet) unless TensorRT can build here."""
+    ok, reason = tensorrt_available()
+    if not ok:
+        raise TensorRTUnavailable(reason=reason)
+
+
 def build_engine(
     onnx_path: str | Path,
     engine_path: str | Path,
@@ -177,4 +195,4 @@ def build_from_onnx(onnx_path: str | Path, engine_path: Optional[str | Path] = N
 
 
 __all__ = ["EXIT_NO_TENSORRT", "TensorRTUnavailable", "build_engine", "build_from_onnx", "profile_shapes",
-           "tensorrt_available"]
+           "require_tensorrt", "tensorrt_available"]
