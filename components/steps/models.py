@@ -3,8 +3,8 @@ the run's start models, adopt a published model; the end-to-end (det+rec) system
 pictures of two detectors side by side.
 
 Every model is a published prefix holding a checkpoint (``extra.checkpoint``, default ``model.pt``)
-or, exported, an ONNX file (``extra.onnx``). Configs come from the checkpoints themselves, pointed
-at the staged Eval data.
+or, exported, an ONNX file (``extra.onnx``) and, with a TensorRT format, the engine
+(``extra.engine``). Configs come from the checkpoints themselves, pointed at the staged Eval data.
 """
 
 from __future__ import annotations
@@ -62,18 +62,18 @@ def on_staged_data(cfg: dict[str, Any], model_type: str) -> dict[str, Any]:
 
 
 def checkpoint_config(ckpt: Path, model_type: str, data_dir: Path, overrides: Sequence[str] = (),
-                      **global_settings: Any) -> dict[str, Any]:
+                      loaded: Mapping[str, Any] | None = None, **global_settings: Any) -> dict[str, Any]:
     """The config a checkpoint was trained with, reading the dataset staged at ``data_dir``.
 
     Layers, the last winning: the checkpoint's own config, the staged data and :data:`EVAL_LOADER`,
     the user's ``overrides`` (``-o`` strings), then ``Global.checkpoints`` = ``ckpt``,
     ``global_settings`` (``Global.<key>``) and ``Global.use_gpu`` false. ``Global.pretrained_model``
-    is dropped: the weights are the checkpoint's.
+    is dropped: the weights are the checkpoint's. ``loaded``: ``ckpt`` already read (not read again).
     """
     from ocr_core.config.loader import public_config
     from ocr_core.weights.checkpoint import load_checkpoint
 
-    base = public_config(load_checkpoint(ckpt)["config"])
+    base = public_config((loaded if loaded is not None else load_checkpoint(ckpt))["config"])
     cfg = layered_config(base, {**data_settings(model_type, data_dir), **EVAL_LOADER}, overrides,
                          {"Global.checkpoints": str(ckpt), **{f"Global.{k}": v for k, v in global_settings.items()},
                           "Global.use_gpu": False})
@@ -101,29 +101,45 @@ def evaluate_models(model_type: str, dataset_uri: str, models: Mapping[str, str]
 
 
 def export_model(model_type: str, model_uri: str, dataset_uri: str, out_uri: str,
-                 overrides: Sequence[str] = (), atol: float = 1e-3, metric_tol: float = 0.5) -> Manifest:
-    """ONNX export + the parity gate (tensors and the Eval metric, eager vs onnxruntime).
+                 overrides: Sequence[str] = (), atol: float = 1e-3, metric_tol: float = 0.5,
+                 fmt: str = "onnx") -> Manifest:
+    """ONNX export + the parity gate (tensors and the Eval metric, eager vs onnxruntime); with ``fmt``
+    ``tensorrt``/``both`` also a TensorRT engine behind its gate (engine vs onnxruntime, same checks).
 
-    The export and the gate are ``ocrflow export --check``'s own call (``export_checked``); this step
+    The export and the gates are ``ocrflow export --check``'s own call (``export_checked``); this step
     adds the checkpoint download, the staged Eval data and the publication of ``model.onnx`` +
-    ``model.pt`` under ``out_uri``.
+    ``model.pt`` (+ ``model.engine``) under ``out_uri``. The checkpoint is read once (its config and
+    its weights). A TensorRT format without a GPU/TensorRT fails before anything is downloaded:
+    ONNX alone is never published when an engine was asked for.
     """
-    from ocr_core.export.checked import export_checked
+    from ocr_core.export.checked import export_checked, needs_tensorrt
+    from ocr_core.export.tensorrt_build import require_tensorrt
+    from ocr_core.weights.checkpoint import load_checkpoint
 
+    if needs_tensorrt(fmt):  # (an unknown format is a ConfigError here)
+        require_tensorrt()
     work = scratch("export")
     sync_down(dataset_uri, work / "data", quiet=True)
     ckpt = fetch_checkpoint(model_uri, work / "ckpt")
-    cfg = checkpoint_config(ckpt, model_type, work / "data", overrides)
-    checked = export_checked(cfg, work / "out", checkpoint=str(ckpt), atol=atol,
-                             metric_tol=metric_tol)  # raises ParityError
+    loaded = load_checkpoint(ckpt)
+    cfg = checkpoint_config(ckpt, model_type, work / "data", overrides, loaded=loaded)
+    checked = export_checked(cfg, work / "out", checkpoint=str(ckpt), atol=atol, metric_tol=metric_tol,
+                             loaded=loaded, fmt=fmt)  # raises ParityError
     res, rep = checked.result, checked.parity
     assert rep is not None
     shutil.copy2(ckpt, work / "out" / "model.pt")
     parity = {"max_abs": float(rep.max_abs), "metric": rep.metric_name, "eager": rep.eager_metric,
               "onnx": rep.onnx_metric, "passed": rep.passed}
-    m = sync_up(work / "out", out_uri, kind="onnx-model", quiet=True,
-                extra={"checkpoint": "model.pt", "onnx": res.onnx_path.name, "model_type": model_type,
-                       "source": model_uri, "parity": parity})
+    extra: dict[str, Any] = {"checkpoint": "model.pt", "onnx": res.onnx_path.name, "model_type": model_type,
+                             "source": model_uri, "format": fmt, "parity": parity}
+    if checked.engine is not None:
+        trt = checked.tensorrt_parity
+        assert trt is not None
+        extra["engine"] = checked.engine.name
+        extra["tensorrt_parity"] = {"max_abs": float(trt.max_abs), "atol": trt.atol, "metric": trt.metric_name,
+                                    "onnx": trt.onnx_metric, "tensorrt": trt.tensorrt_metric,
+                                    "metric_skipped": trt.metric_skipped, "passed": trt.passed}
+    m = sync_up(work / "out", out_uri, kind="onnx-model", quiet=True, extra=extra)
     shutil.rmtree(work, ignore_errors=True)
     return m
 

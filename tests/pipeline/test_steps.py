@@ -282,3 +282,100 @@ def test_combine_hooks_calls_each_in_order() -> None:
     both.after_save(None, "latest", None)
     assert calls == ["a-step", "b-step", "b-eval", "a-latest"]
     assert T.combine_hooks(None, a) is a and T.combine_hooks() is None
+
+
+# ------------------------------------------------------------------ export (ONNX / TensorRT)
+DET_EVAL = ["Eval.dataset.transforms.DetResizeForTest={limit_side_len: 160, limit_type: max}"]
+
+
+@pytest.fixture(scope="module")
+def det_export_inputs(store: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    """(staged det dataset URI, det model prefix URI): a tiny seeded DB net whose checkpoint carries its config."""
+    import torch
+
+    from ocr_core.config import load_config, public_config
+    from ocr_core.modeling import build_model
+    from ocr_core.storage.manifest import sync_up
+    from ocr_core.weights.checkpoint import save_checkpoint
+    from tests.integration.det_fixtures import ROOT
+    from tests.pipeline.tiny import TINY_NET
+
+    root, raw = store
+    tmp = tmp_path_factory.mktemp("export-inputs")
+    ds = D.convert_labels(D.ingest(str(raw), str(root)).prefix, str(tmp / "ds"))
+    cfg = load_config(ROOT / "configs/det/det_mv3_db.yml", [f"Architecture.{o}" for o in TINY_NET])
+    torch.manual_seed(0)
+    model = build_model(dict(cfg["Architecture"]))
+    save_checkpoint(tmp / "m" / "model.pt", {"model": model.state_dict(), "architecture": cfg["Architecture"],
+                                             "model_type": "det", "config": public_config(cfg)})
+    m = sync_up(tmp / "m", str(tmp / "model"), kind="model", quiet=True, extra={"checkpoint": "model.pt"})
+    return ds.prefix, m.prefix
+
+
+def test_export_step_reads_the_checkpoint_once(det_export_inputs: tuple[str, str], tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """Config, weights and the parity gate's eager side come from one ``torch.load`` (#17 item 6)."""
+    import torch
+
+    from ocr_core.storage.manifest import read_manifest
+
+    ds, model = det_export_inputs
+    monkeypatch.setenv("OCRFLOW_WORK_DIR", str(tmp_path / "work"))
+    loads: list[str] = []
+    real_load = torch.load
+    monkeypatch.setattr(torch, "load", lambda f, *a, **k: loads.append(Path(f).name) or real_load(f, *a, **k))
+    m = M.export_model("det", model, ds, str(tmp_path / "det-onnx"), DET_EVAL)
+    assert loads == ["model.pt"]
+    assert {f.path for f in read_manifest(m.prefix).files} == {"model.onnx", "model.pt", "inference.yml"}
+    assert m.extra["format"] == "onnx" and "engine" not in m.extra and m.extra["parity"]["passed"]
+    assert m.extra["parity"]["eager"] is not None  # the Eval metric ran
+
+
+def test_export_step_tensorrt_publishes_the_engine_and_publish_carries_it(
+        det_export_inputs: tuple[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ocr_core.storage.manifest import read_manifest
+    from tests.unit.fake_tensorrt import install
+
+    ds, model = det_export_inputs
+    monkeypatch.setenv("OCRFLOW_WORK_DIR", str(tmp_path / "work"))
+    install(monkeypatch)
+    m = M.export_model("det", model, ds, str(tmp_path / "det-trt"), DET_EVAL, fmt="tensorrt")
+    assert {f.path for f in m.files} == {"model.onnx", "model.pt", "inference.yml", "model.engine"}
+    assert m.extra["format"] == "tensorrt" and m.extra["engine"] == "model.engine"
+    trt = m.extra["tensorrt_parity"]
+    assert trt["passed"] and trt["max_abs"] <= 1e-6 and trt["metric"] == "hmean"
+    assert trt["onnx"] == m.extra["parity"]["onnx"] and trt["tensorrt"] is not None  # the metric gate ran
+    ptr = R.publish({"det": m.prefix, "rec": m.prefix}, str(tmp_path / "reg"), "m", "v1", {"hmean": 0.5})
+    published = read_manifest(ptr["parts"]["det"]["uri"])
+    assert "model.engine" in {f.path for f in published.files} and published.extra["engine"] == "model.engine"
+    assert (tmp_path / "reg" / "models" / "m" / "v1" / "det" / "model.engine").read_bytes() == \
+        (Path(m.prefix) / "model.engine").read_bytes()
+
+
+def test_export_step_tensorrt_drift_fails_and_publishes_nothing(
+        det_export_inputs: tuple[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ocr_core.export.parity import ParityError
+    from ocr_core.storage.manifest import is_published
+    from tests.unit.fake_tensorrt import install
+
+    ds, model = det_export_inputs
+    monkeypatch.setenv("OCRFLOW_WORK_DIR", str(tmp_path / "work"))
+    install(monkeypatch, drift=0.05)
+    with pytest.raises(ParityError, match="TensorRT parity check failed: tensor parity"):
+        M.export_model("det", model, ds, str(tmp_path / "det-both"), DET_EVAL, fmt="both")
+    assert not is_published(str(tmp_path / "det-both"))
+
+
+def test_export_step_without_tensorrt_fails_in_one_line_before_any_download(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ocr_core.export import tensorrt_build
+
+    monkeypatch.setattr(tensorrt_build, "tensorrt_available", lambda: (False, "no CUDA device"))
+    missing = str(tmp_path / "nowhere")  # never read: the check comes first
+    for fmt in ("tensorrt", "both"):
+        with pytest.raises(tensorrt_build.TensorRTUnavailable) as err:
+            M.export_model("det", missing, missing, str(tmp_path / "out"), fmt=fmt)
+        assert "\n" not in str(err.value) and "nothing was exported" in str(err.value)
+    with pytest.raises(ConfigError, match="export format must be one of onnx, tensorrt, both; got 'engine'"):
+        M.export_model("det", missing, missing, str(tmp_path / "out"), fmt="engine")
+    assert not (tmp_path / "out").exists()
