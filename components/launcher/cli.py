@@ -74,6 +74,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      help="elastic job: between MIN and MAX nodes (c10d rendezvous; --workers becomes MAX); "
                           "a restart after a lost node resumes from the last step checkpoint")
     job.add_argument("--max-restarts", type=int, default=3, help="with --elastic: restarts torchrun allows")
+    job.add_argument("--rdzv-conf", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+                     help="with --elastic: torchrun rendezvous settings (elasticPolicy.rdzvConf), e.g. "
+                          "last_call_timeout=5 keep_alive_interval=2 keep_alive_max_attempt=3 (a lost node is "
+                          "dropped after interval x attempts seconds; see docs/scaling.md)")
     _spec_flag(job, "--env", "env", "env of every replica")
     _spec_flag(job, "--secret", "secret_name", "object-store Secret (keys accesskey/secretkey)")
     _spec_flag(job, "--secret-env-from", "secret_keys", "load the whole Secret with envFrom instead of mapping "
@@ -105,11 +109,16 @@ def spec_from_args(args: argparse.Namespace) -> PyTorchJobSpec:
         values[name] = _pairs(values.get(name) or [], flag)
     if args.run_id:
         values["labels"]["pipelines.kubeflow.org/run_id"] = args.run_id
+    rdzv_conf = _pairs(getattr(args, "rdzv_conf", None) or [], "--rdzv-conf")
     if getattr(args, "elastic", None):
         lo, hi = parse_elastic(args.elastic)
         values["workers"] = hi
         values["elastic"] = {"min_replicas": lo, "max_replicas": hi, "rdzv_backend": "c10d",
                              "max_restarts": args.max_restarts}
+        if rdzv_conf:
+            values["elastic"]["rdzv_conf"] = rdzv_conf
+    elif rdzv_conf:
+        raise argparse.ArgumentTypeError("--rdzv-conf needs --elastic")
     return PyTorchJobSpec(program=train_program(args.config, args.opt), **values)
 
 

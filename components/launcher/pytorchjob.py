@@ -12,7 +12,9 @@ The job is Master (1 replica) + Worker (N-1 replicas); every replica runs one co
 * ``PET_NPROC_PER_NODE`` = ``nprocPerNode``. Note: the controller defaults an unset
   ``nprocPerNode`` to ``"auto"`` before generating env (``pytorch_defaults.go``), and torchrun's
   ``auto`` means one process per CPU core on a CPU node. So we always set it when using torchrun;
-* ``PET_NNODES`` = replicas (``min:max`` with an elasticPolicy, plus ``PET_RDZV_*``).
+* ``PET_NNODES`` = replicas; with an elasticPolicy (``elastic.go``) ``min:max`` instead, plus
+  ``PET_RDZV_ENDPOINT`` = ``<job>-worker-0:<pytorchjob-port>``, ``PET_RDZV_BACKEND`` (c10d), and
+  ``PET_MAX_RESTARTS``/``PET_RDZV_ID``/``PET_RDZV_CONF`` when the policy sets them.
 
 Two worker command forms:
 
@@ -24,6 +26,16 @@ Two worker command forms:
   each ``PET_<FLAG>`` variable as that flag's default, which is what the elastic form relies on
   (bare ``torchrun <program>``, because optional ``PET_RDZV_ID``/``PET_MAX_RESTARTS`` may be unset
   and an undefined ``$(VAR)`` stays literal).
+
+Elastic jobs keep the Master (``components.launcher.client`` streams its log, and the operator's
+success rule with a Master is "the Master exited 0"): every replica runs the same bare torchrun
+and the c10d rendezvous, hosted by ``<job>-worker-0``'s agent, assigns the ranks. Two settings are
+added for them: ``nprocPerNode`` defaults to ``"1"`` (the GPU count with ``gpus_per_worker > 1``),
+since the operator's default ``auto`` makes torchrun start one process per CPU core on a CPU node;
+and ``TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1``, because with the agent's shared TCPStore (the default
+since torch 2.4) a worker group restarted after a membership change can read the previous group's
+keys and fail ``init_process_group`` (gloo ``connectFullMesh``: connection refused; pytorch/pytorch
+issue 135712; measured with torch 2.13 in ``tests/k8s/test_elastic.py``).
 """
 
 from __future__ import annotations
@@ -57,6 +69,8 @@ SA_NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespac
 # The training operator sets these in every replica; a hand-set value would fight it.
 OPERATOR_ENV = ("MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE",
                 "PET_NNODES", "PET_NODE_RANK", "PET_NPROC_PER_NODE", "PET_MASTER_ADDR", "PET_MASTER_PORT")
+# torchrun's opt-out of the agent-shared TCPStore, set in elastic jobs (see the module docstring)
+SHARED_STORE_ENV = "TORCH_DISABLE_SHARE_RDZV_TCP_STORE"
 DEFAULT_SECRET_KEYS = {"AWS_ACCESS_KEY_ID": "accesskey", "AWS_SECRET_ACCESS_KEY": "secretkey"}
 COMMON_LABELS = {"app.kubernetes.io/name": "ocrflow-trainer", "app.kubernetes.io/part-of": "ocrflow"}
 NON_ROOT_UID = 1000  # the `ocrflow` user of the Dockerfile
@@ -123,6 +137,8 @@ def _elastic_policy(elastic: Mapping[str, Any]) -> dict[str, Any]:
         camel = _ELASTIC_KEYS.get(key, key)
         if camel not in _ELASTIC_KEYS.values():
             raise ValueError(f"unknown elastic policy key {key!r}; known: {sorted(_ELASTIC_KEYS)}")
+        if camel == "rdzvConf" and isinstance(value, Mapping):  # {k: v} -> the CRD's [{key, value}]
+            value = [{"key": str(k), "value": str(v)} for k, v in value.items()]
         out[camel] = value
     return out
 
@@ -151,7 +167,9 @@ class PyTorchJobSpec:
             image x a GPU's training rate); a CPU replica gets 1 core, 4Gi and a 1Gi ``/dev/shm``.
             ``shm_size=""`` mounts none. ``/dev/shm`` is memory and never exceeds the limit.
         cpu_per_gpu, memory_per_gpu: Override the per-GPU sizing.
-        elastic: ``elasticPolicy`` (snake_case or camelCase keys); needs ``workers >= 2``.
+        elastic: ``elasticPolicy`` (snake_case or camelCase keys; ``rdzv_conf`` may be a mapping);
+            needs ``workers >= 2``. ``workers`` is then the maximum, Master included; see the
+            module docstring for the two settings an elastic job gets.
         labels: Extra labels on the job and its pods (e.g. ``pipelines.kubeflow.org/run_id``).
     """
 
@@ -213,6 +231,8 @@ def build_pytorchjob(spec: PyTorchJobSpec) -> dict[str, Any]:
     nproc_per_node = spec.nproc_per_node
     if nproc_per_node is None and spec.gpus_per_worker > 1:
         nproc_per_node = spec.gpus_per_worker
+    if nproc_per_node is None and spec.elastic is not None:
+        nproc_per_node = 1  # not the operator's default "auto": one process per CPU core
 
     all_labels = {**COMMON_LABELS, **(spec.labels or {})}
     # Istio sidecars never exit, which would keep finished replicas Running forever.
@@ -257,7 +277,10 @@ def _container(spec: PyTorchJobSpec, nproc_per_node: int | None) -> dict[str, An
         "imagePullPolicy": spec.image_pull_policy,
         "command": worker_command(spec.program, nproc_per_node, spec.elastic is not None),
     }
-    env_list = [{"name": k, "value": str(v)} for k, v in (spec.env or {}).items()]
+    env = dict(spec.env or {})
+    if spec.elastic is not None:
+        env.setdefault(SHARED_STORE_ENV, "1")  # see the module docstring
+    env_list = [{"name": k, "value": str(v)} for k, v in env.items()]
     if spec.secret_name and spec.secret_keys is not None:
         env_list += [{"name": var, "valueFrom": {"secretKeyRef": {"name": spec.secret_name, "key": key}}}
                      for var, key in spec.secret_keys.items()]

@@ -363,3 +363,37 @@ def test_launch_elastic_flag(capsys):
     assert job["spec"]["pytorchReplicaSpecs"]["Worker"]["replicas"] == 3  # MAX nodes, the Master included
     for bad in ("3", "0:2", "3:2", "1:1", "a:b"):
         assert main(["-c", "cfg.yml", "--name", "el", "--elastic", bad, "--dry-run"]) == 2
+
+
+def test_launch_elastic_rdzv_conf_and_the_elastic_settings(capsys):
+    """--rdzv-conf fills elasticPolicy.rdzvConf (the CRD's key/value list, in flag order); an elastic job
+    runs one process per pod (not the operator's default nprocPerNode "auto": one per CPU core) and
+    opts out of torchrun's shared TCPStore (stale keys after a re-rendezvous, see pytorchjob.py)."""
+    from components.launcher.cli import main
+
+    assert main(["-c", "cfg.yml", "--name", "el", "--elastic", "2:3", "--rdzv-conf", "last_call_timeout=3",
+                 "keep_alive_interval=1", "--dry-run"]) == 0
+    job = yaml.safe_load(capsys.readouterr().out)
+    assert job["spec"]["elasticPolicy"]["rdzvConf"] == [{"key": "last_call_timeout", "value": "3"},
+                                                        {"key": "keep_alive_interval", "value": "1"}]
+    assert job["spec"]["nprocPerNode"] == "1"
+    for rtype in ("Master", "Worker"):
+        (c,) = _containers(job, rtype)
+        assert {"name": "TORCH_DISABLE_SHARE_RDZV_TCP_STORE", "value": "1"} in c["env"]
+        assert c["command"][:3] == ["torchrun", "-m", "ocr_core.train"]
+    assert main(["-c", "cfg.yml", "--name", "el", "--rdzv-conf", "join_timeout=60", "--dry-run"]) == 2
+    assert "--rdzv-conf needs --elastic" in capsys.readouterr().err
+    assert main(["-c", "cfg.yml", "--name", "el", "--elastic", "2:3", "--rdzv-conf", "oops", "--dry-run"]) == 2
+
+
+def test_elastic_builder_keeps_explicit_choices():
+    job = _job(elastic={"max_replicas": 3, "rdzv_conf": {"join_timeout": 60}}, gpus_per_worker=4,
+               env={"TORCH_DISABLE_SHARE_RDZV_TCP_STORE": "0"})
+    assert validate_pytorchjob(job) == []
+    assert job["spec"]["elasticPolicy"]["rdzvConf"] == [{"key": "join_timeout", "value": "60"}]
+    assert job["spec"]["nprocPerNode"] == "4"  # one process per GPU
+    env = {e["name"]: e.get("value") for e in _containers(job)[0]["env"]}
+    assert env["TORCH_DISABLE_SHARE_RDZV_TCP_STORE"] == "0"  # the user's value wins
+    plain = _containers(_job())[0]
+    assert "TORCH_DISABLE_SHARE_RDZV_TCP_STORE" not in {e["name"] for e in plain.get("env", [])}
+    assert "nprocPerNode" not in _job()["spec"]  # non-elastic jobs are unchanged
