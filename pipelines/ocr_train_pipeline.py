@@ -9,6 +9,10 @@
                                                                                                         v
                         system_eval (det+rec end to end: candidate, start, production) -> gate -> [if] publish
 
+Each "export" is two branches on ``export_format``: ``onnx`` on the default image, ``tensorrt``/``both``
+on the TensorRT image with one GPU (ONNX + engine, each behind its gate); ``dsl.OneOf`` joins the
+published URI and an ``adopt_model`` task hands it on, as for the det recipes.
+
 Steps exchange manifest artifacts (URI + sha256 digest); data and checkpoints stay in object
 storage under ``store_root``. Each producing step writes to a content-derived prefix (raw digest,
 config hash + overrides + input digests), so a re-run with the same inputs reuses finished work.
@@ -29,7 +33,7 @@ from components.adopt_model import adopt_model
 from components.build_lmdb import build_lmdb
 from components.convert_labels import convert_labels
 from components.evaluate import evaluate
-from components.export import export
+from components.export import GPU_RESOURCE, TENSORRT_IMAGE, export
 from components.export_start import export_start
 from components.extract import extract
 from components.gate import gate
@@ -56,6 +60,7 @@ def check_arguments(params: Mapping[str, Any]) -> None:
     """Reject run arguments the DAG cannot run, before anything starts (``ConfigError`` naming the
     parameter). The first step (``ingest``) checks the same on a cluster."""
     from components.steps.train import check_det_recipe
+    from ocr_core.export.checked import check_format
 
     defaults = inspect.signature(ocr_train_pipeline.pipeline_func).parameters
 
@@ -63,6 +68,7 @@ def check_arguments(params: Mapping[str, Any]) -> None:
         return params.get(name, defaults[name].default)
 
     check_det_recipe(value("det_recipe"), value("det_teacher_init_uri"))
+    check_format(value("export_format"), "export_format")
 
 
 def _platform(task: dsl.PipelineTask, display: str) -> dsl.PipelineTask:
@@ -74,9 +80,25 @@ def _platform(task: dsl.PipelineTask, display: str) -> dsl.PipelineTask:
     return task
 
 
+def _export(model_type: str, model: Any, data: Any, overrides: Any, atol: Any, export_format: Any,
+            after: dsl.PipelineTask) -> Any:
+    """The export of one model: ``onnx`` on the default image (no GPU), ``tensorrt``/``both`` on the
+    TensorRT image with one GPU; the published URI joined by ``dsl.OneOf`` and adopted as the ``Model``
+    artifact the system eval and publish read (a parameter ``OneOf``: components/adopt_model.py says why)."""
+    display = f"export {model_type}"
+    args = dict(model_type=model_type, model=model, data=data, overrides=overrides, atol=atol, format=export_format)
+    with dsl.If(export_format == "onnx", name=f"{display} (onnx)"):
+        cpu = _platform(export(**args), display).after(after)
+    with dsl.Else(name=f"{display} (tensorrt, GPU)"):
+        gpu = _platform(export(**args), f"{display} (TensorRT, GPU)").after(after)
+        gpu.set_container_image(TENSORRT_IMAGE).set_accelerator_type(GPU_RESOURCE).set_accelerator_limit(1)
+    return _platform(adopt_model(uri=dsl.OneOf(cpu.outputs["Output"], gpu.outputs["Output"])),
+                     f"exported {model_type} (onnx | tensorrt)").outputs["model"]
+
+
 @dsl.pipeline(name=PIPELINE_NAME, description="PP-OCRv3 det (fine-tune, or DML teacher -> CML student) + rec "
-              "training, evaluation, ONNX export with parity gate, champion/challenger publish (the champion: "
-              "production, else the start model).")
+              "training, evaluation, ONNX (or ONNX + TensorRT) export behind parity gates, champion/challenger "
+              "publish (the champion: production, else the start model).")
 def ocr_train_pipeline(
     raw_data_uri: str,
     store_root: str = "s3://ocrflow",
@@ -101,6 +123,7 @@ def ocr_train_pipeline(
     launcher: str = "local",
     max_error_ratio: float = 0.0,
     parity_atol: float = 1e-3,
+    export_format: str = "onnx",
     gate_margin: float = 0.0,
     namespace: str = "",
 ):
@@ -124,8 +147,6 @@ def ocr_train_pipeline(
     rec_eval = _platform(evaluate(model_type="rec", model=rec_train.outputs["model"], data=lmdb.outputs["lmdb"],
                                   overrides=rec_eval_overrides, baseline_uri=rec_pretrained_uri,
                                   registry_uri=store_root, model_name=model_name), "eval rec")
-    rec_export = _platform(export(model_type="rec", model=rec_train.outputs["model"], data=lmdb.outputs["lmdb"],
-                                  overrides=rec_eval_overrides, atol=parity_atol), "export rec").after(rec_eval)
 
     # --- the start models (the gate's champion when nothing is in production), exported like the candidates
     start_det = _platform(export_start(model_type="det", start_uri=det_pretrained_uri, data=dataset,
@@ -162,18 +183,20 @@ def ocr_train_pipeline(
     det_eval = _platform(evaluate(model_type="det", model=det_model, data=dataset,
                                   overrides=det_eval_overrides, baseline_uri=det_pretrained_uri,
                                   registry_uri=store_root, model_name=model_name), "eval det")
-    det_export = _platform(export(model_type="det", model=det_model, data=dataset,
-                                  overrides=det_eval_overrides, atol=parity_atol), "export det").after(det_eval)
+    # the exports come after the det recipe branches so those keep their task names (condition-2/3)
+    rec_export = _export("rec", rec_train.outputs["model"], lmdb.outputs["lmdb"], rec_eval_overrides, parity_atol,
+                         export_format, rec_eval)
+    det_export = _export("det", det_model, dataset, det_eval_overrides, parity_atol, export_format, det_eval)
 
     # --- system eval, gate, publish
-    sys_eval = _platform(system_eval(det=det_export.outputs["onnx_model"], rec=rec_export.outputs["onnx_model"],
+    sys_eval = _platform(system_eval(det=det_export, rec=rec_export,
                                      start_det=start_det.outputs["onnx_model"],
                                      start_rec=start_rec.outputs["onnx_model"],
                                      data=dataset, registry_uri=store_root, model_name=model_name),
                          "system eval (det+rec)")
     decision = _platform(gate(result=sys_eval.outputs["result"], margin=gate_margin), "gate")
     with dsl.If(decision.outputs["Output"] == True, name="challenger-wins"):  # noqa: E712 - a KFP condition
-        _platform(publish(det=det_export.outputs["onnx_model"], rec=rec_export.outputs["onnx_model"],
+        _platform(publish(det=det_export, rec=rec_export,
                           result=sys_eval.outputs["result"], raw=ing.outputs["raw"], raw_data_uri=raw_data_uri,
                           registry_uri=store_root, model_name=model_name),
                   "publish")

@@ -53,16 +53,20 @@ def test_dag_shape(compiled: str) -> None:
     t, sub = s["tasks"], s["sub_dags"]
     assert t["ingest"]["after"] == [] and {"det_recipe", "det_teacher_init_uri"} <= set(t["ingest"]["inputs"])
     assert {"export-start", "export-start-2"} <= set(t["system-eval"]["after"])  # the start pair
-    assert {"export", "export-2"} <= set(t["system-eval"]["after"])
+    # the exported pair: each export's two format branches joined into an adopt-model task
+    assert {"adopt-model-2", "adopt-model-3"} <= set(t["system-eval"]["after"])
+    assert t["adopt-model-2"]["after"] == ["condition-branches-4"] and t["adopt-model-3"]["after"] == ["condition-branches-7"]
     assert t["adopt-model"]["after"] == ["condition-branches-1"]
-    assert "adopt-model" in t["evaluate-2"]["after"] and "evaluate-2" in t["export-2"]["after"]
+    assert "adopt-model" in t["evaluate-2"]["after"] and "evaluate-2" in t["condition-branches-7"]["after"]
+    assert "evaluate" in t["condition-branches-4"]["after"]
     assert t["gate"]["after"] == ["system-eval"]
     assert set(sub["comp-condition-2"]) == {"train-2"}  # det_recipe == finetune: one step
     assert sub["comp-condition-2"]["train-2"]["display"] == "fine-tune det"
     cml = sub["comp-condition-3"]
     assert cml["train-3"]["display"] == "train det teacher (DML)" and cml["extract"]["after"] == ["train-3"]
     assert "extract" in cml["train-4"]["after"] and cml["extract-2"]["after"] == ["train-4"]
-    assert "publish" in sub["comp-condition-4"]
+    assert "publish" in sub["comp-condition-10"]
+    assert s["params"]["export_format"] == {"type": "STRING", "default": "onnx"}
     assert s["secrets"] == ["ocrflow-objectstore"]
     assert {"raw_data_uri", "epochs", "workers", "gpus", "launcher", "det_overrides"} <= set(s["params"])
     assert s["params"]["det_recipe"] == {"type": "STRING", "default": "finetune"}
@@ -95,6 +99,50 @@ def test_det_recipe_branches_and_oneof(compiled: str) -> None:
     student = comps["comp-condition-3"]["dag"]["tasks"]["train-4"]["inputs"]["parameters"]
     for step in (teacher, student):  # PaddleOCR's DML/CML lr is for 64 images: scaled to the global batch
         assert step["recipe_overrides"]["runtimeValue"]["constant"] == ["Optimizer.lr.reference_batch_size=64"]
+
+
+def test_export_format_branches_request_a_gpu_only_for_tensorrt(compiled: str) -> None:
+    """export_format == onnx: the default image, no accelerator; else the TensorRT image and one GPU.
+    Both branches publish through the same task code; dsl.OneOf joins their URI for adopt-model."""
+    from components.export import GPU_RESOURCE, TENSORRT_IMAGE
+    from components.launcher.pytorchjob import DEFAULT_IMAGE
+
+    spec = next(yaml.safe_load_all(compiled))
+    comps, executors = spec["components"], spec["deploymentSpec"]["executors"]
+    for branches, adopt, model in (("condition-branches-4", "adopt-model-2", "rec"),
+                                   ("condition-branches-7", "adopt-model-3", "det")):
+        dag = comps[f"comp-{branches}"]["dag"]
+        (onnx_name, onnx), (trt_name, trt) = sorted(dag["tasks"].items())
+        assert onnx["triggerPolicy"]["condition"] == "inputs.parameter_values['pipelinechannel--export_format'] == 'onnx'"
+        assert trt["triggerPolicy"]["condition"] == \
+            "!(inputs.parameter_values['pipelinechannel--export_format'] == 'onnx')"
+        runs = {}
+        for branch in (onnx_name, trt_name):
+            (task_name, task), = comps[f"comp-{branch}"]["dag"]["tasks"].items()
+            assert task["inputs"]["parameters"]["format"] == {"componentInputParameter": "pipelinechannel--export_format"}
+            container = executors[comps[task["componentRef"]["name"]]["executorLabel"]]["container"]
+            runs[branch] = (task["taskInfo"]["name"], container["image"], container.get("resources"))
+        assert runs[onnx_name] == (f"export {model}", DEFAULT_IMAGE, None)
+        assert runs[trt_name] == (f"export {model} (TensorRT, GPU)", TENSORRT_IMAGE, {"accelerator": {
+            "count": "1", "resourceCount": "1", "resourceType": GPU_RESOURCE, "type": GPU_RESOURCE}})
+        oneof = dag["outputs"]["parameters"][f"pipelinechannel--{branches}-oneof-1"]["valueFromOneof"]
+        assert [x["producerSubtask"] for x in oneof["parameterSelectors"]] == [onnx_name, trt_name]
+        uri = spec["root"]["dag"]["tasks"][adopt]["inputs"]["parameters"]["uri"]["taskOutputParameter"]
+        assert uri["producerTask"] == branches
+    # nothing else asks for a GPU or the TensorRT image
+    gpu = sorted(k for k, e in executors.items() if e["container"].get("resources"))
+    assert gpu == sorted(k for k, e in executors.items() if e["container"]["image"] == TENSORRT_IMAGE) \
+        == ["exec-export-2", "exec-export-4"]
+
+
+def test_check_arguments_rejects_a_bad_export_format() -> None:
+    from ocr_core.errors import ConfigError
+    from pipelines.ocr_train_pipeline import check_arguments
+
+    for fmt in ("onnx", "tensorrt", "both"):
+        check_arguments({"raw_data_uri": "s3://x/raw", "export_format": fmt})
+    with pytest.raises(ConfigError, match="export_format: export format must be one of onnx, tensorrt, both; got 'trt'"):
+        check_arguments({"raw_data_uri": "s3://x/raw", "export_format": "trt"})
 
 
 def test_compiled_yaml_has_no_credentials(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
