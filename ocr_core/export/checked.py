@@ -16,6 +16,7 @@ from ocr_core.errors import ConfigError
 from ocr_core.export.onnx_export import DEFAULT_OPSET, ExportResult, export_onnx
 from ocr_core.export.parity import ParityReport, check_parity
 from ocr_core.export.tensorrt_parity import TRT_ATOL, TensorRTParityReport
+from ocr_core.inference import metadata as md
 
 # ``tensorrt`` keeps the ONNX model as well: the engine is built from it, the system eval runs it, and
 # the engine only runs on the GPU (and TensorRT version) it was built for. ``both`` says so explicitly.
@@ -79,8 +80,11 @@ def add_tensorrt(checked: CheckedExport, cfg: dict[str, Any], out_dir: str | Pat
     result = checked.result
     det = result.exported.model_type == "det"
     mb = opts.max_batch or (4 if det else 16)
+    # the gate runs the Eval set at the config's own resize: the profile covers it as well as the deployed one
+    cover = md.eval_det_resize(cfg) if det and cfg.get("Eval") else None
     checked.engine = build_from_onnx(result.onnx_path, Path(out_dir) / ENGINE_NAME, fp16=opts.fp16,
-                                     batch=(1, min(mb, 1 if det else 6), mb), max_side=opts.max_side)
+                                     batch=(1, min(mb, 1 if det else 6), mb), max_side=opts.max_side,
+                                     cover_resize=cover)
     if check:
         onnx_report = checked.parity
         checked.tensorrt_parity = check_tensorrt_parity(

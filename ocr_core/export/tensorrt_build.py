@@ -107,6 +107,17 @@ def profile_shapes(
     return {name: ((b[0], 3, *lo), (b[1], 3, *opt), (b[2], 3, *hi))}
 
 
+def merge_profiles(a: Mapping[str, tuple[Shape, Shape, Shape]], b: Mapping[str, tuple[Shape, Shape, Shape]]
+                   ) -> dict[str, tuple[Shape, Shape, Shape]]:
+    """One profile covering both: per input the elementwise min of the mins and max of the maxes; ``a``'s opt."""
+    out = dict(a)
+    for name, (lo, _, hi) in b.items():
+        if name in out:
+            alo, aopt, ahi = out[name]
+            out[name] = (tuple(map(min, alo, lo)), aopt, tuple(map(max, ahi, hi)))
+    return out
+
+
 def tensorrt_available() -> tuple[bool, str]:
     """``(True, "")`` when ``tensorrt`` imports and an NVIDIA GPU is visible, else the reason."""
     try:
@@ -179,8 +190,11 @@ def build_engine(
 
 def build_from_onnx(onnx_path: str | Path, engine_path: Optional[str | Path] = None, fp16: bool = True,
                     batch: tuple[int, int, int] | None = None, max_side: int = 2048,
-                    rec_max_width: int = 1280) -> Path:
+                    rec_max_width: int = 1280, cover_resize: Optional[Mapping[str, Any]] = None) -> Path:
     """Check availability, derive the profile from the metadata and build.
+
+    ``cover_resize``: det resize settings (``DetResizeForTest`` keys) whose shapes the profile must
+    cover too, e.g. the Eval set's when the engine is gated on it (opt stays the deployed one).
 
     Raises:
         TensorRTUnavailable: without an NVIDIA GPU or the ``tensorrt`` module.
@@ -190,9 +204,12 @@ def build_from_onnx(onnx_path: str | Path, engine_path: Optional[str | Path] = N
         raise TensorRTUnavailable(onnx_path)
     meta = md.read_metadata(onnx_path)
     profiles = profile_shapes(meta, batch=batch, max_side=max_side, rec_max_width=rec_max_width)
+    if cover_resize is not None and md.validate_metadata(meta) == "det":
+        other = {**meta, md.PREFIX + "resize": {**meta[md.PREFIX + "resize"], **cover_resize}}
+        profiles = merge_profiles(profiles, profile_shapes(other, batch=batch, max_side=max_side))
     engine_path = engine_path or Path(onnx_path).with_suffix(".engine")
     return build_engine(onnx_path, engine_path, profiles, fp16=fp16)
 
 
-__all__ = ["EXIT_NO_TENSORRT", "TensorRTUnavailable", "build_engine", "build_from_onnx", "profile_shapes",
-           "require_tensorrt", "tensorrt_available"]
+__all__ = ["EXIT_NO_TENSORRT", "TensorRTUnavailable", "build_engine", "build_from_onnx", "merge_profiles",
+           "profile_shapes", "require_tensorrt", "tensorrt_available"]

@@ -94,8 +94,9 @@ class TensorRTSession:
         if len(self.input_names) != 1:
             raise OCRFlowError(f"{engine_path}: expected one input, found {self.input_names}")
         self.device = torch.device(device or BUFFER_DEVICE)
-        profile = self.engine.get_tensor_profile_shape(self.input_names[0], 0)
-        self.max_batch = int(profile[2][0])
+        shapes = self.engine.get_tensor_profile_shape(self.input_names[0], 0)  # min, opt, max
+        self.profile = [tuple(int(v) for v in s) for s in shapes]
+        self.max_batch = self.profile[2][0]
 
     def get_inputs(self) -> list[Any]:
         return [SimpleNamespace(name=n) for n in self.input_names]
@@ -110,7 +111,11 @@ class TensorRTSession:
     def _run(self, x: np.ndarray) -> list[np.ndarray]:
         name = self.input_names[0]
         xd = torch.from_numpy(x).to(self.device, self._dtype(name)).contiguous()
-        self.context.set_input_shape(name, tuple(xd.shape))
+        if not self.context.set_input_shape(name, tuple(xd.shape)):
+            lo, _, hi = self.profile
+            dims = "..".join("x".join(map(str, s)) for s in (lo, hi))
+            raise OCRFlowError(f"TensorRT: input {name} {'x'.join(map(str, xd.shape))} is outside the engine's "
+                               f"profile {dims} (ocrflow export --max-side widens it)")
         self.context.set_tensor_address(name, xd.data_ptr())
         outs = []
         for out_name in self.output_names:

@@ -55,7 +55,8 @@ def test_dag_shape(compiled: str) -> None:
     assert {"export-start", "export-start-2"} <= set(t["system-eval"]["after"])  # the start pair
     # the exported pair: each export's two format branches joined into an adopt-model task
     assert {"adopt-model-2", "adopt-model-3"} <= set(t["system-eval"]["after"])
-    assert t["adopt-model-2"]["after"] == ["condition-branches-4"] and t["adopt-model-3"]["after"] == ["condition-branches-7"]
+    assert t["adopt-model-2"]["after"] == ["condition-branches-4"]
+    assert t["adopt-model-3"]["after"] == ["condition-branches-7"]
     assert t["adopt-model"]["after"] == ["condition-branches-1"]
     assert "adopt-model" in t["evaluate-2"]["after"] and "evaluate-2" in t["condition-branches-7"]["after"]
     assert "evaluate" in t["condition-branches-4"]["after"]
@@ -113,13 +114,13 @@ def test_export_format_branches_request_a_gpu_only_for_tensorrt(compiled: str) -
                                    ("condition-branches-7", "adopt-model-3", "det")):
         dag = comps[f"comp-{branches}"]["dag"]
         (onnx_name, onnx), (trt_name, trt) = sorted(dag["tasks"].items())
-        assert onnx["triggerPolicy"]["condition"] == "inputs.parameter_values['pipelinechannel--export_format'] == 'onnx'"
-        assert trt["triggerPolicy"]["condition"] == \
-            "!(inputs.parameter_values['pipelinechannel--export_format'] == 'onnx')"
+        is_onnx = "inputs.parameter_values['pipelinechannel--export_format'] == 'onnx'"
+        assert onnx["triggerPolicy"]["condition"] == is_onnx and trt["triggerPolicy"]["condition"] == f"!({is_onnx})"
         runs = {}
         for branch in (onnx_name, trt_name):
             (task_name, task), = comps[f"comp-{branch}"]["dag"]["tasks"].items()
-            assert task["inputs"]["parameters"]["format"] == {"componentInputParameter": "pipelinechannel--export_format"}
+            fmt = task["inputs"]["parameters"]["format"]
+            assert fmt == {"componentInputParameter": "pipelinechannel--export_format"}
             container = executors[comps[task["componentRef"]["name"]]["executorLabel"]]["container"]
             runs[branch] = (task["taskInfo"]["name"], container["image"], container.get("resources"))
         assert runs[onnx_name] == (f"export {model}", DEFAULT_IMAGE, None)
@@ -141,7 +142,8 @@ def test_check_arguments_rejects_a_bad_export_format() -> None:
 
     for fmt in ("onnx", "tensorrt", "both"):
         check_arguments({"raw_data_uri": "s3://x/raw", "export_format": fmt})
-    with pytest.raises(ConfigError, match="export_format: export format must be one of onnx, tensorrt, both; got 'trt'"):
+    with pytest.raises(ConfigError,
+                       match="export_format: export format must be one of onnx, tensorrt, both; got 'trt'"):
         check_arguments({"raw_data_uri": "s3://x/raw", "export_format": "trt"})
 
 

@@ -47,9 +47,19 @@ def test_session_runs_the_engine_like_onnxruntime_in_profile_sized_chunks(det: t
     assert got.shape == want.shape == (5, 1, 64, 96)
     np.testing.assert_allclose(got, want, atol=1e-6)
     assert sess.context.batches == [2, 2, 1]  # the profile's max batch is 2
+    with pytest.raises(trtb.OCRFlowError, match=r"input x 1x3x64x1024 is outside the engine's profile "
+                       r"1x3x32x32\.\.2x3x960x960 \(ocrflow export --max-side widens it\)"):
+        sess.run(None, {"x": np.zeros((1, 3, 64, 1024), np.float32)})
 
 
-def test_gate_passes_an_engine_that_reproduces_onnx(det: tuple, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_profiles_merge_to_cover_both() -> None:
+    deploy = {"x": ((1, 3, 32, 32), (1, 3, 960, 960), (4, 3, 960, 960))}
+    other = {"x": ((1, 3, 64, 16), (1, 3, 736, 1312), (8, 3, 2048, 2048))}
+    assert trtb.merge_profiles(deploy, other) == {"x": ((1, 3, 32, 16), (1, 3, 960, 960), (8, 3, 2048, 2048))}
+
+
+def test_gate_passes_an_engine_that_reproduces_onnx(det: tuple, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     cfg, onnx_path = det
     fake = install(monkeypatch)
     report = trtp.check_tensorrt_parity(cfg, onnx_path, engine(onnx_path, tmp_path, fake))
@@ -59,10 +69,12 @@ def test_gate_passes_an_engine_that_reproduces_onnx(det: tuple, tmp_path: Path, 
     assert not (tmp_path / "tensorrt_parity_failure.npz").exists()
 
 
-def test_gate_fails_on_drift_and_writes_the_tensors(det: tuple, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_gate_fails_on_drift_and_writes_the_tensors(det: tuple, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     cfg, onnx_path = det
     fake = install(monkeypatch, drift=0.05)
-    with pytest.raises(ParityError, match=r"TensorRT parity check failed: tensor parity: 1x3x64x96 max abs 0\.05 > 0\.01"):
+    with pytest.raises(ParityError,
+                       match=r"TensorRT parity check failed: tensor parity: 1x3x64x96 max abs 0\.05 > 0\.01"):
         trtp.check_tensorrt_parity(cfg, onnx_path, engine(onnx_path, tmp_path, fake), out_dir=tmp_path / "o")
     saved = np.load(tmp_path / "o" / "tensorrt_parity_failure.npz")
     assert {"1x3x64x96_input", "1x3x64x96_onnx", "1x3x64x96_tensorrt"} <= set(saved.files)
@@ -120,6 +132,13 @@ def test_export_checked_formats(det: tuple, tmp_path: Path, monkeypatch: pytest.
     torch.manual_seed(0)
     plain = export_checked(cfg, tmp_path / "onnx", atol=1e-3)
     assert plain.engine is None and not (tmp_path / "onnx" / "model.engine").exists()
+    # with an Eval set the profile also covers its resize (here DetResizeForTest's default, 736 min, long
+    # side up to 2048) while the deployed 960/max stays the opt shape
+    fake.calls.clear()
+    with_eval = {**cfg, "Eval": {"dataset": {"transforms": [{"DetResizeForTest": None}]}}}
+    export_checked(with_eval, tmp_path / "eval", fmt="tensorrt", check=False)
+    (_, header), = fake.calls
+    assert header["profile"]["x"] == [[1, 3, 32, 32], [1, 3, 960, 960], [4, 3, 2048, 2048]]
 
 
 def test_unavailable_tensorrt_messages(det: tuple, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
