@@ -39,7 +39,7 @@ def write_json(artifact: Any, data: Mapping[str, Any]) -> None:
 # acc/norm_edit_dis, both fps), the prefix says whose number it is; the export parity gate is parity_*.
 # tests/pipeline/test_ui_artifacts.py drives every component that logs metrics and checks the keys.
 METRIC_NAMES = ("hmean", "precision", "recall", "acc", "norm_edit_dis", "fps", "parity_max_abs_diff", "parity_passed")
-MODEL_PREFIXES = ("candidate", "off_the_shelf", "production", "start", "champion", "eager", "onnx")
+MODEL_PREFIXES = ("candidate", "off_the_shelf", "production", "start", "champion", "eager", "onnx", "tensorrt")
 # KFP UI: the Markdown viewer truncates past 50 * 1000 * 8 characters (frontend MarkdownViewer.tsx,
 # MAX_MARKDOWN_STR_LENGTH); the HTML viewer (an iframe srcdoc) has no limit of its own: ours is 2 MB.
 MARKDOWN_MAX_CHARS = 400_000
