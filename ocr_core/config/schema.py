@@ -70,6 +70,11 @@ class GlobalConfig:
     max_train_seconds: float | None = None
     # also save `latest` every N optimizer steps (mid-epoch; resumed exactly). SIGTERM saves it too.
     save_step_interval: int | None = None
+    # seconds a DDP collective waits for a peer before failing (a node lost without a TCP reset
+    # blocks the survivors this long before torchrun restarts them); must exceed the longest wait of
+    # one rank for another: rank 0 saving checkpoints, an uneven evaluation. None: PyTorch's
+    # defaults (30 min gloo, 10 min NCCL). docs/scaling.md explains the 300.
+    dist_timeout_s: float | None = 300.0
     metrics_port: int | None = None  # /metrics port (env OCRFLOW_METRICS_PORT); None = off
     eval_visualize: int = 8  # det/rec eval pictures kept per evaluation in <save_model_dir>/eval_vis; 0 = off
     model_name: str | None = None
@@ -136,7 +141,11 @@ class OptimizerConfig:
 
 def parse_global(cfg: dict[str, Any]) -> GlobalConfig:
     """Typed view of ``cfg['Global']`` (raises ConfigError naming the key)."""
-    return check_dataclass(GlobalConfig, cfg.get("Global"), "Global")
+    g: GlobalConfig = check_dataclass(GlobalConfig, cfg.get("Global"), "Global")
+    if g.dist_timeout_s is not None and not 0 < g.dist_timeout_s < float("inf"):  # NaN and inf too
+        raise ConfigError(f"must be a number of seconds > 0 (or null: PyTorch's defaults), got {g.dist_timeout_s}",
+                          "Global.dist_timeout_s")
+    return g
 
 
 def _check_arch(arch: Any, where: str) -> None:

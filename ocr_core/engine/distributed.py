@@ -2,11 +2,12 @@
 
 torchrun sets ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR``, ``MASTER_PORT`` for each
 worker process. A PyTorchJob replica started without torchrun gets ``RANK``/``WORLD_SIZE``/
-``MASTER_*`` straight from the operator; both work through ``init_method="env://"``.
+``MASTER_*`` straight from the operator; both work through the ``env://`` rendezvous.
 """
 
 from __future__ import annotations
 
+import datetime
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -51,15 +52,31 @@ def pick_device(device: str | None, use_gpu: bool, local_rank: int = 0) -> torch
     return torch.device("cpu")
 
 
-def init_distributed(device: str | None = None, use_gpu: bool = True) -> DistInfo:
-    """Initialise the default process group if ``WORLD_SIZE > 1`` (gloo on CPU, nccl on CUDA)."""
+def init_distributed(device: str | None = None, use_gpu: bool = True, timeout_s: float | None = None) -> DistInfo:
+    """Initialise the default process group if ``WORLD_SIZE > 1`` (gloo on CPU, nccl on CUDA).
+
+    Args:
+        device: ``Global.device`` (see :func:`pick_device`).
+        use_gpu: ``Global.use_gpu``.
+        timeout_s: How long a collective waits for a peer before it fails (``Global.dist_timeout_s``);
+            None keeps PyTorch's defaults (30 min gloo, 10 min NCCL). A node that powers off sends no
+            TCP reset, so the survivors block this long before they fail and torchrun restarts them.
+            The start-up rendezvous (every rank reaching ``MASTER_ADDR``'s store) keeps PyTorch's
+            30 min whatever this is: pods of one job may start minutes apart (image pulls).
+    """
     rank, world, local = env_world()
     dev = pick_device(device, use_gpu, local)
     if dev.type == "cuda":
         torch.cuda.set_device(dev)
     if world > 1 and not dist.is_initialized():
         backend = "nccl" if dev.type == "cuda" else "gloo"
-        dist.init_process_group(backend=backend, init_method="env://", rank=rank, world_size=world)
+        timeout = datetime.timedelta(seconds=timeout_s) if timeout_s is not None else None
+        # what init_process_group does for init_method="env://", but with the rendezvous' own timeout
+        store, rank, world = next(dist.rendezvous("env://", rank, world))
+        if timeout is not None:
+            store.set_timeout(timeout)
+        dist.init_process_group(backend=backend, store=dist.PrefixStore("default_pg", store), rank=rank,
+                                world_size=world, timeout=timeout)
     return DistInfo(rank=rank, world_size=world, local_rank=local, device=dev)
 
 

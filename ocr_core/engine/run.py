@@ -108,7 +108,7 @@ def prepare(cfg: dict[str, Any], mode: str = "train") -> Run:
     """Validate, set up logging/distributed/devices and build the model and data."""
     cfg = resolve_config(cfg)
     g = parse_global(cfg)
-    dist_info = init_distributed(g.device, g.use_gpu)
+    dist_info = init_distributed(g.device, g.use_gpu, timeout_s=g.dist_timeout_s)
     save_dir = Path(g.save_model_dir)
     log_name = "train.log" if mode == "train" else f"{mode}.log"  # eval/infer never create save_model_dir
     setup_logger(save_dir / log_name if mode == "train" or save_dir.is_dir() else None, dist_info.rank)
