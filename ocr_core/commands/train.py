@@ -40,9 +40,16 @@ def check_save_dir(cfg: dict[str, Any], resume: bool = False, overwrite: bool = 
     process group forms first), so torchrun's ranks agree; a log or config left by a run that
     stopped early does not block a new one.
 
-    ``resume`` sets ``Global.checkpoints`` to ``<save_model_dir>/latest.pt`` when that file exists; a
-    worker that torchrun restarted (``TORCHELASTIC_RESTART_COUNT`` > 0: a lost node, an elastic
-    resize) resumes the same way, since its command line is the first attempt's.
+    ``resume`` sets ``Global.checkpoints`` to ``<save_model_dir>/latest.pt`` when that file exists. A
+    worker that torchrun restarted after a failure of its group (``TORCHELASTIC_RESTART_COUNT`` > 0,
+    e.g. the survivors of a lost node once their collectives fail) resumes the same way, since its
+    command line is the first attempt's. Restarts for a membership change are not counted: when a
+    node joins (a scale-up, a replacement, another node's agent re-rendezvousing after a failure)
+    torchrun restarts healthy workers with the count unchanged (0 in a job that never failed), and
+    a replacement pod's torchrun starts at 0. So a job that may restart passes ``--resume`` (the
+    ``ocrflow launch`` PyTorchJobs do; the pipeline's training worker sets ``Global.checkpoints``
+    itself); without it such a restart is refused here, which torchrun counts as a failure: the
+    next attempt resumes (count > 0), at the cost of one of ``--max-restarts``.
 
     Raises:
         ConfigError: naming ``Global.save_model_dir`` and the checkpoints found.

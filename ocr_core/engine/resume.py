@@ -254,10 +254,19 @@ def _resume_position(run: Run, progress: dict[str, Any], source: str) -> dict[st
 
     Same world size: exact (the replayed batches are the ones the interrupted run drew; a dataset
     position continues where this rank's stopped). Another world size (an elastic job that lost or
-    gained workers): the samples already seen stay seen, ``batches x old_world / new_world`` per
-    rank (a dataset position is rescaled by the dataset's own rule, which ShardDataSet keeps equal
-    to this one), and the augmentation streams restart from the epoch start of this rank's fresh
-    seed; not bit-identical, but no sample is trained twice.
+    gained workers): each rank skips ``k = batches x old_world // world`` batches (rounded down, so
+    ``r = batches x old_world mod world`` batches' worth of samples, at most ``world - 1`` batches,
+    are not counted as done), and the augmentation streams restart from the epoch start of this
+    rank's fresh seed; not bit-identical. Which samples that leaves depends on the loader:
+
+    - a map-style dataset (DistributedSampler): every world size splits the same permutation
+      (``indices[rank::world]``), so both runs' batches cover a prefix of it: no sample is skipped,
+      and the ``r x batch_size`` samples between the two prefixes are trained twice, all in the
+      first batch each rank draws after the resume (fewer than one global batch of the new world);
+    - a ShardDataSet: its position is rescaled by the dataset's own rule, which gives the same
+      ``k`` batches, but each rank reads a contiguous slice of the epoch's stream whose bounds move
+      with the world size, so only the count carries over: some samples trained before the resume
+      are trained again in this epoch and about as many others are not trained in it at all.
     """
     old_world = int(progress.get("world_size") or 1)
     world = run.dist.world_size
