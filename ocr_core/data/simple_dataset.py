@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import random
 from collections import Counter
-from typing import Any, Optional, Union
+from typing import Any, Optional, Protocol, Union, runtime_checkable
 
 from torch.utils.data import Dataset
 
@@ -154,6 +154,15 @@ class OCRDataset(Dataset):
         )
 
 
+@runtime_checkable
+class EpochScheduled(Protocol):
+    """A transform whose output follows the training epoch (MakeBorderMap/MakeShrinkMap)."""
+
+    total_epoch: int | None
+
+    def set_epoch(self, epoch: int) -> None: ...
+
+
 @DATASETS.register()
 class SimpleDataSet(OCRDataset):
     """PaddleOCR label files + image files.
@@ -243,7 +252,7 @@ class SimpleDataSet(OCRDataset):
             self.data_lines = self._draw(epoch)
         self.epoch = epoch
         for op in self.ops:
-            if getattr(op, "total_epoch", None):
+            if isinstance(op, EpochScheduled) and op.total_epoch:
                 op.set_epoch(epoch)
 
     def __len__(self) -> int:

@@ -119,4 +119,5 @@ def barrier() -> None:
 
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:
     """The module inside DDP (or the model itself)."""
-    return model.module if hasattr(model, "module") else model
+    inner = getattr(model, "module", None)
+    return inner if isinstance(inner, torch.nn.Module) else model

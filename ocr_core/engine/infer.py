@@ -75,11 +75,11 @@ def paddle_line(path: Path, model_type: str, post: Any) -> str:
         return [{"points": np.asarray(b).tolist()} for b in res[0]["points"]]
 
     if model_type == "det":
-        body = {k: det_boxes(v) for k, v in post.items()} if isinstance(post, dict) else det_boxes(post)
-        return f"{path}\t{json.dumps(body)}\n"
+        boxes = {k: det_boxes(v) for k, v in post.items()} if isinstance(post, dict) else det_boxes(post)
+        return f"{path}\t{json.dumps(boxes)}\n"
     if isinstance(post, dict):
-        body = {k: {"label": v[0][0], "score": float(v[0][1])} for k, v in post.items()}
-        return f"{path}\t{json.dumps(body, ensure_ascii=False)}\n"
+        roles = {k: {"label": v[0][0], "score": float(v[0][1])} for k, v in post.items()}
+        return f"{path}\t{json.dumps(roles, ensure_ascii=False)}\n"
     return f"{path}\t{post[0][0]}\t{float(post[0][1])}\n"
 
 
@@ -104,6 +104,7 @@ def infer(run: Any, images: list[Path], out_dir: Path, res_file: Path | None = N
         with autocast_context(run.dist.device, run.g.use_amp, run.amp_dtype):
             preds = model(x)
         preds = _float(preds)
+        entry: dict[str, Any]
         if run.model_type == "det":
             shape = np.asarray(data[1], dtype=np.float32)[None]
             post = run.post_process(preds, shape)

@@ -52,7 +52,8 @@ def infer_onnx(cfg: dict[str, Any], image_path: str | None, out_dir: str | None)
     mtype = str((meta or embedded)[md.PREFIX + "model_type"])
     if meta is not None:
         log.info("%s has no OCRFlow metadata: pre/post-processing from the config", path)
-    predictor = (DetPredictor(path, metadata=meta) if mtype == "det" else RecPredictor(path, metadata=meta))
+    predictor: DetPredictor | RecPredictor = (DetPredictor(path, metadata=meta) if mtype == "det"
+                                              else RecPredictor(path, metadata=meta))
     target = image_path or g.get("infer_img")
     if not target:
         raise ConfigError("give --image or set Global.infer_img", "Global.infer_img")
@@ -60,7 +61,8 @@ def infer_onnx(cfg: dict[str, Any], image_path: str | None, out_dir: str | None)
     dest.mkdir(parents=True, exist_ok=True)
     res_file = res_file or dest / ("predicts_db.txt" if mtype == "det" else "predicts_rec.txt")
     res_file.parent.mkdir(parents=True, exist_ok=True)
-    results, lines = [], []
+    results: list[dict[str, Any]] = []
+    lines: list[str] = []
     for img_path in progress(list_images(target), desc="infer (onnx)", unit="img"):
         try:
             img = image_io.read(img_path, cv2.IMREAD_COLOR)
@@ -68,7 +70,7 @@ def infer_onnx(cfg: dict[str, Any], image_path: str | None, out_dir: str | None)
             raise DataError(str(exc)) from exc
         if img is None:
             raise DataError(f"{img_path}: could not decode the image")
-        if mtype == "det":
+        if isinstance(predictor, DetPredictor):  # mtype == "det"
             found = predictor(img)
             boxes = [np.asarray(b) for b in found["points"]]
             lines.append(paddle_line(img_path, "det", [{"points": boxes}]))

@@ -198,7 +198,8 @@ def train_one_epoch(
         batch = to_device(batch, device, channels_last)
         step_samples += int(batch[0].shape[0])
         # DDP: only the last micro-batch of an accumulation group all-reduces gradients
-        sync = contextlib.nullcontext() if last_micro or not hasattr(model, "no_sync") else model.no_sync()
+        ddp = model if isinstance(model, nn.parallel.DistributedDataParallel) else None
+        sync = ddp.no_sync() if ddp is not None and not last_micro else contextlib.nullcontext()
         with sync:
             with autocast_context(device, amp, amp_dtype):
                 preds = forward_model(model, batch, model_type, training=True)
@@ -239,8 +240,8 @@ def train_one_epoch(
         batch_cost += t_now - t_end
         t_end = t_now
         scalars = dict(step_scalars)
-        for k, v in scalars.items():
-            totals[k] += v
+        for k, value in scalars.items():
+            totals[k] += value
         smooth.update(scalars)
         logs = {**scalars, "lr": lr, "epoch": state.epoch, "global_step": state.global_step,
                 "data_time": reader_cost / n_steps,

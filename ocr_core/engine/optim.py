@@ -156,9 +156,10 @@ def lr_lambda(lr: LRConfig, epochs: int, steps_per_epoch: int) -> Callable[[int]
         if not lr.step_size:
             raise ConfigError("Step needs step_size (epochs)", "Optimizer.lr.step_size")
         gamma = lr.gamma if lr.gamma is not None else 0.1
+        period = lr.step_size * steps_per_epoch
 
         def inner(step: int) -> float:
-            return base * gamma ** (step // (lr.step_size * steps_per_epoch))
+            return base * gamma ** (step // period)
     elif lr.name in ("Linear", "Polynomial"):
         total = max(1, epochs * steps_per_epoch)
         power = 1.0 if lr.name == "Linear" else lr.power

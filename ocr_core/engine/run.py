@@ -120,7 +120,8 @@ def prepare(cfg: dict[str, Any], mode: str = "train") -> Run:
     g, fast = apply_fast_path(g, dist_info.device, model_type)  # use_amp/channels_last: auto -> concrete
     model = create_model(cfg).to(dist_info.device)
     if g.channels_last:
-        model = model.to(memory_format=torch.channels_last)
+        # Module.to(memory_format=...) is documented; torch's overloads omit it
+        model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     run = Run(cfg=cfg, g=g, dist=dist_info, model=model, model_type=model_type, charset=charset,
               amp_dtype=fast.amp_dtype, save_dir=save_dir)
     if cfg.get("PostProcess"):
@@ -162,8 +163,8 @@ def run_eval_and_track(run: Run, show_progress: bool = True) -> dict[str, float]
     n_vis = run.g.eval_visualize if run.dist.is_main else 0  # pictures of rank 0's shard
     vis = make_eval_visualizer(run.cfg, run.model_type, n_vis, run.metric)
     metrics = evaluate(run.model, run.eval_loader, run.post_process, run.metric, device=run.dist.device,
-                       model_type=run.model_type, amp=run.g.use_amp, amp_dtype=run.amp_dtype,
-                       channels_last=run.g.channels_last, show_progress=show_progress and run.dist.is_main,
+                       model_type=run.model_type, amp=bool(run.g.use_amp), amp_dtype=run.amp_dtype,
+                       channels_last=bool(run.g.channels_last), show_progress=show_progress and run.dist.is_main,
                        on_batch=vis)
     if vis is not None:
         vis.save(run.save_dir / "eval_vis")
@@ -225,7 +226,11 @@ def _on_sigterm(run: Run) -> Callable[[], None]:
         run.preempted = True
 
     previous = signal.signal(signal.SIGTERM, handler)
-    return lambda: signal.signal(signal.SIGTERM, previous)
+
+    def restore() -> None:
+        signal.signal(signal.SIGTERM, previous)
+
+    return restore
 
 
 def _train(run: Run) -> dict[str, Any]:
@@ -372,8 +377,8 @@ def evaluate_config(cfg: dict[str, Any]) -> dict[str, float]:
         log.info("loaded %s: %s", src, report.summary())
         ckpt_mod.require_inference_weights(report, unwrap(run.model), ck, src, run.cfg["Architecture"])
         metrics = evaluate(run.model, run.eval_loader, run.post_process, run.metric, device=run.dist.device,
-                           model_type=run.model_type, amp=run.g.use_amp, amp_dtype=run.amp_dtype,
-                           channels_last=run.g.channels_last, show_progress=run.dist.is_main)
+                           model_type=run.model_type, amp=bool(run.g.use_amp), amp_dtype=run.amp_dtype,
+                           channels_last=bool(run.g.channels_last), show_progress=run.dist.is_main)
         log.info("metric eval ***************")
         for k, v in metrics.items():
             log.info("%s: %s", k, v)
