@@ -15,7 +15,7 @@ import logging
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
 import onnx
@@ -28,6 +28,9 @@ from ocr_core.config.plain import plain_config, role_architecture
 from ocr_core.errors import ConfigError
 from ocr_core.inference import metadata as md
 
+if TYPE_CHECKING:
+    from ocr_core.modeling.architectures import BaseModel
+
 log = logging.getLogger("ocrflow")
 DEFAULT_OPSET = 17
 IO_NAMES = {"det": ("x", "maps"), "rec": ("x", "probs")}
@@ -38,7 +41,7 @@ DET_SAMPLE_HW = (128, 160)
 class ExportedModel:
     """A model ready for export plus what the metadata needs."""
 
-    model: nn.Module
+    model: BaseModel
     model_type: str
     algorithm: str
     arch: dict[str, Any]
@@ -79,6 +82,7 @@ def load_export_model(cfg: dict[str, Any], checkpoint: Optional[str] = None,
     """
     from ocr_core.build import create_model
     from ocr_core.config import load_charset, wire_rec_heads
+    from ocr_core.modeling.architectures import BaseModel
     from ocr_core.weights import checkpoint as ckpt_mod
 
     arch, role = role_architecture(cfg, role)
@@ -89,8 +93,12 @@ def load_export_model(cfg: dict[str, Any], checkpoint: Optional[str] = None,
     charset = None
     if model_type == "rec":
         charset = ck.get("charset") or load_charset({**cfg, "Architecture": arch})
+        if charset is None:  # load_charset answers None only for a config that is not rec
+            raise ConfigError("no rec dictionary: the architecture is not a rec model", "Architecture.model_type")
         arch = wire_rec_heads({"Architecture": arch}, len(charset) + 1)["Architecture"]
     model = create_model({"Architecture": arch})
+    if not isinstance(model, BaseModel):  # role_architecture gives one role's plain architecture
+        raise ConfigError(f"expected a plain architecture to export, built {type(model).__name__}", "Architecture")
     sha = ""
     if checkpoint:
         state = ckpt_mod.to_model_keys(_strip_role(ck["model"], role), model)
@@ -150,7 +158,9 @@ def to_onnx(model: nn.Module, model_type: str, opset: int = DEFAULT_OPSET,
     buf = io.BytesIO()
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
-        torch.onnx.export(model, (example,), buf, dynamo=False, opset_version=opset, input_names=[in_name],
+        # the TorchScript exporter (dynamo=False) writes to a BytesIO; the public annotation lists paths only
+        torch.onnx.export(model, (example,), buf, dynamo=False,  # type: ignore[arg-type]
+                          opset_version=opset, input_names=[in_name],
                           output_names=[out_name], dynamic_axes=axes, do_constant_folding=True)
     proto = onnx.load_from_string(buf.getvalue())
     if optimize:

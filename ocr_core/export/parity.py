@@ -216,7 +216,7 @@ def fail_if_needed(report: Any, arrays: dict[str, np.ndarray], where: Path, what
     if report.passed:
         return
     where.mkdir(parents=True, exist_ok=True)
-    np.savez(where / npz_name, **arrays)
+    np.savez(where / npz_name, allow_pickle=False, **arrays)  # numeric tensors, as np.load reads by default
     if raise_on_failure:
         raise ParityError(f"{what} failed: " + " | ".join(report.failures)
                           + f" (tensors written to {where / npz_name})")

@@ -160,7 +160,9 @@ def build_engine(
         trt: The ``tensorrt`` module (injectable for tests).
     """
     if trt is None:
-        import tensorrt as trt  # type: ignore[no-redef]
+        import tensorrt
+
+        trt = tensorrt
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
     flags = 0
