@@ -203,9 +203,11 @@ class ShardDataSet(OCRDataset, IterableDataset):
         """Make the next iteration continue where ``state`` left off.
 
         Same world size and seed: exact (the rest of the epoch, sample for sample). Another world size
-        continues at ``samples x old_world / new_world`` rounded down to whole batches (no sample
-        skipped, some may repeat): for a position saved after ``b`` batches that is
-        ``b x old_world // new_world`` batches, the engine's rule for a mid-epoch resume.
+        continues at ``samples x old_world / new_world`` rounded down to whole batches: for a position
+        saved after ``b`` batches that is ``b x old_world // new_world`` batches, the engine's rule for
+        a mid-epoch resume. Only the count carries over: each rank's slice of the epoch moves with the
+        world size, so for the rest of that epoch some samples are trained twice and about as many
+        not at all (the next epoch is whole again).
 
         Raises:
             DataError: the state belongs to another shard set.
