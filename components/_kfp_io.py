@@ -8,6 +8,7 @@ the KFP UI shows them.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -59,6 +60,56 @@ def inline_image(png: bytes, max_side: int = 800, quality: int = 85) -> str:
         img = cv2.resize(img, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
     ok, jpg = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, quality])
     return "data:image/jpeg;base64," + base64.b64encode(jpg.tobytes()).decode("ascii")
+
+
+_INLINED = re.compile(r"""(src=["'])data:image/(?:png|jpeg);base64,([A-Za-z0-9+/=]+)""")
+_SHRINK = ((800, 85), (480, 75), (240, 60))  # (max side, JPEG quality), tried in order until the page fits
+
+
+def fit_html(text: str, source: str = "", max_bytes: int = HTML_MAX_BYTES) -> str:
+    """A self-contained HTML page (pictures inlined as ``data:`` PNG/JPEG) made fit for an HTML artifact.
+
+    Every inlined picture becomes a JPEG of at most 800 px a side (:func:`inline_image`), smaller
+    while the page passes ``max_bytes``. A page that does not fit even so (a huge table or text) is
+    replaced by a short one naming its size and ``source`` (where the full page is).
+    """
+    import base64
+
+    def shrunk(side: int, quality: int) -> str:
+        def one(m: re.Match[str]) -> str:
+            try:
+                return m.group(1) + inline_image(base64.b64decode(m.group(2)), side, quality)
+            except Exception:  # noqa: BLE001 - not a decodable picture: left out, not left big
+                return m.group(1) + "data:,"
+
+        return _INLINED.sub(one, text)
+
+    for side, quality in _SHRINK:
+        out = shrunk(side, quality)
+        if len(out.encode()) <= max_bytes:
+            return out
+    import html
+
+    return (f"<!DOCTYPE html>\n<html lang=en><meta charset=utf-8><title>report too large</title>\n<body>\n"
+            f"<p>The report is {len(text.encode())} bytes, {len(out.encode())} with its pictures at 240 px: over the "
+            f"{max_bytes} bytes an HTML artifact may hold here. The full report: {html.escape(source)}</p>\n"
+            "</body></html>\n")
+
+
+def training_report(model: Manifest) -> str:
+    """A training run's ``report.html`` from its model prefix (the engine writes it beside the
+    checkpoints, rank 0 uploads it with them), or a short page saying the run wrote none."""
+    import html
+
+    from ocr_core.storage.client import open_store
+    from ocr_core.storage.uri import join_uri
+
+    if "report.html" in {f.path for f in model.files}:
+        uri = join_uri(model.prefix, "report.html")
+        return open_store(uri).get_bytes(uri).decode("utf-8")
+    return (f"<!DOCTYPE html>\n<html lang=en><meta charset=utf-8><title>no training report</title>\n<body>\n"
+            f"<p>{html.escape(model.prefix)} holds no report.html (the engine logs why in train.log there).</p>\n"
+            "</body></html>\n")
 
 
 def log_metrics(metrics: Any, values: Mapping[str, Any], prefix: str = "") -> None:
