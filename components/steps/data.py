@@ -1,5 +1,5 @@
-"""Data steps: ingest raw labelled data, convert its labels, validate them, build the rec LMDBs; the
-dataset digest and the retrain DAG's "is this data new?" check.
+"""Data steps: ingest raw labelled data, convert its labels, validate them, build the rec LMDBs and the
+shard sets; the dataset digest and the retrain DAG's "is this data new?" check.
 
 Layout of a converted dataset prefix (what :func:`convert_labels` publishes)::
 
@@ -8,35 +8,75 @@ Layout of a converted dataset prefix (what :func:`convert_labels` publishes)::
 
 The raw (ingested) prefix holds the same images with ICDAR ground truth instead:
 ``det/<split>/gt/gt_<image>.txt`` and ``rec/<split>/gt.txt``. The rec LMDB prefix holds
-``train/`` and ``test/``.
+``train/`` and ``test/``; the shards prefix (``data_format=shards``) one shard set per label file,
+``{det,rec}/{train,test}/`` (shard tars + their index ``manifest.json``, docs/data.md "Shards").
 """
 
 from __future__ import annotations
 
+import contextlib
+import inspect
 import shutil
 from collections.abc import Mapping
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from components.steps.common import content_key, log, scratch
 from components.steps.registry import pointer_fingerprint, production_data_digest, production_pointer
-from ocr_core.errors import DataError
-from ocr_core.storage.manifest import Manifest, is_published, read_manifest, sync_down, sync_up
+from ocr_core.errors import ConfigError, DataError
+from ocr_core.storage.manifest import (
+    FileEntry,
+    Manifest,
+    is_published,
+    read_manifest,
+    sync_down,
+    sync_up,
+    write_manifest,
+)
 from ocr_core.storage.uri import join_uri, parse_uri
 
 SPLITS = ("train", "test")
 DET_LABEL = "det/{split}_label.txt"
 REC_LABEL = "rec/{split}_label.txt"
+DATA_FORMATS = ("files", "shards")  # the training DAG's data_format values (pipelines/ocr_train_pipeline.py)
+SHARDS_KIND = "shard-sets"
+EVAL_SPLIT = {"Train": "train", "Eval": "test"}  # the config section -> the split it reads
 
 
 def data_settings(model_type: str, data_dir: str | Path) -> dict[str, Any]:
     """The config values that make Train/Eval read a dataset staged at ``data_dir`` (dotted key ->
-    value): det label files + images, or the rec LMDBs ``train/`` and ``test/``."""
+    value): det label files + images (``SimpleDataSet``: a det model trained on shards carries
+    ``ShardDataSet`` sections into eval and export), or the rec LMDBs ``train/`` and ``test/``
+    (``components.steps.models.on_staged_data`` turns a rec section of another dataset into an LMDB one)."""
     d = str(data_dir)
     if model_type == "det":
-        return {"Train.dataset.data_dir": d, "Train.dataset.label_file_list": [f"{d}/{DET_LABEL.format(split='train')}"],
-                "Eval.dataset.data_dir": d, "Eval.dataset.label_file_list": [f"{d}/{DET_LABEL.format(split='test')}"]}
+        return {"Train.dataset.name": "SimpleDataSet", "Train.dataset.data_dir": d,
+                "Train.dataset.label_file_list": [f"{d}/{DET_LABEL.format(split='train')}"],
+                "Eval.dataset.name": "SimpleDataSet", "Eval.dataset.data_dir": d,
+                "Eval.dataset.label_file_list": [f"{d}/{DET_LABEL.format(split='test')}"]}
     return {"Train.dataset.data_dir": f"{d}/train", "Eval.dataset.data_dir": f"{d}/test"}
+
+
+def shard_dataset_config(cfg: dict[str, Any], model_type: str, shards_uri: str) -> dict[str, Any]:
+    """Make ``Train``/``Eval`` of ``cfg`` stream the shard sets ``<shards_uri>/<model_type>/{train,test}``.
+
+    Each ``dataset`` section becomes a ``ShardDataSet`` (``data_dir`` the set's URI) that keeps the
+    keys ShardDataSet also takes (``transforms``, ``ext_op_transform_idx``, ``seed``, ...) and drops
+    those of a file or LMDB dataset (``label_file_list``, ``ratio_list``, ``delimiter``). Changes
+    ``cfg`` in place and returns it.
+    """
+    from ocr_core.data.shards import ShardDataSet
+
+    params = inspect.signature(ShardDataSet.__init__).parameters.values()
+    accepted = {p.name for p in params if p.kind is p.POSITIONAL_OR_KEYWORD} - {"self", "data_dir"}
+    for section, split in EVAL_SPLIT.items():
+        dataset = (cfg.get(section) or {}).get("dataset")
+        if dataset is None:
+            continue
+        kept = {k: v for k, v in dataset.items() if k in accepted}
+        cfg[section]["dataset"] = {"name": "ShardDataSet", "data_dir": join_uri(shards_uri, model_type, split), **kept}
+    return cfg
 
 
 # ------------------------------------------------------------------------------- data steps
@@ -140,12 +180,76 @@ def build_rec_lmdb(dataset_uri: str, out_uri: str) -> Manifest:
     return m
 
 
+def check_data_format(data_format: str) -> None:
+    """``files`` (stage the dataset into each training node) or ``shards`` (stream shard sets)."""
+    if data_format not in DATA_FORMATS:
+        raise ConfigError(f"data_format must be one of {', '.join(DATA_FORMATS)}, got {data_format!r}")
+
+
+def build_dataset_shards(dataset_uri: str, out_uri: str, shard_size: str = "256MB") -> Manifest:
+    """One shard set per label file of the dataset (``det``/``rec`` x ``train``/``test``) under ``out_uri``.
+
+    Each set is what ``ocrflow build-shards`` writes (its own index ``manifest.json``) at
+    ``<out_uri>/<mode>/<split>``; the manifest of ``out_uri`` (``kind: shard-sets``) lists every
+    shard, so its digest is the content of all sets, and records each set in ``extra.sets``. Shards
+    are byte-reproducible (the label files are read by their path in the dataset, so each sample's
+    ``source`` is ``det/train_label.txt:<line>``); a published prefix built from the same dataset
+    digest with the same shard size is reused.
+    """
+    from ocr_core.data.shard_format import FORMAT, build_shards, read_index
+    from ocr_core.storage.client import open_store
+
+    source_digest = read_manifest(dataset_uri).digest()
+    if is_published(out_uri):
+        old = read_manifest(out_uri)
+        if old.kind == SHARDS_KIND and old.extra.get("source_digest") == source_digest \
+                and old.extra.get("shard_size") == shard_size:
+            log.info("reusing the shards at %s (built from dataset %s)", out_uri, source_digest[:12])
+            return old
+    store = open_store(out_uri)
+    store.delete(join_uri(out_uri, "manifest.json"))  # unpublished while the sets change
+    work = scratch("shards")
+    sync_down(dataset_uri, work / "src", quiet=True)
+    files: list[FileEntry] = []
+    counts: dict[str, int] = {}
+    sets: dict[str, dict[str, Any]] = {}
+    try:
+        for mode, pattern in (("det", DET_LABEL), ("rec", REC_LABEL)):
+            for split in SPLITS:
+                label = pattern.format(split=split)
+                if not (work / "src" / label).is_file():
+                    continue
+                name, set_uri = f"{mode}/{split}", join_uri(out_uri, mode, split)
+                if not is_published(set_uri):  # an earlier attempt's partial shards: build_shards refuses them
+                    store.delete(set_uri, recursive=True)
+                with contextlib.chdir(work / "src"):  # relative label path: reproducible ``source`` fields
+                    stats = build_shards([label], ".", set_uri, mode, shard_size, overwrite=True, quiet=True)
+                index = read_index(set_uri, store)
+                files += [FileEntry(f"{name}/{n}", size, sha)
+                          for n, size, sha in zip(index.names, index.sizes, index.sha256)]
+                counts[f"{mode}_{split}_samples"] = stats.samples
+                sets[name] = {"uri": set_uri, "samples": stats.samples, "shards": stats.shards, "digest": index.digest,
+                              "skipped": dict(sorted(stats.skipped.items()))}
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    if not sets:
+        raise DataError(f"{dataset_uri}: no det/<split>_label.txt or rec/<split>_label.txt to shard")
+    counts.update(files=len(files), bytes=sum(f.size for f in files), shards=len(files))
+    m = Manifest(kind=SHARDS_KIND, prefix=out_uri.rstrip("/"), files=files, counts=counts,
+                 created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                 extra={"source": dataset_uri, "source_digest": source_digest, "shard_size": shard_size,
+                        "format": FORMAT, "sets": sets})
+    write_manifest(m, out_uri, store)
+    log.info("shards -> %s: %s", m.prefix, {k: v["samples"] for k, v in sets.items()})
+    return m
+
+
 # ------------------------------------------------------------------- is this data new?
 def dataset_digest(raw_uri: str) -> str:
     """Manifest digest of a raw dataset: its published manifest, or (a local directory) the
     digest ``ingest`` would publish it with (same file selection and hashing), without uploading."""
     from ocr_core.storage.client import sha256_file
-    from ocr_core.storage.manifest import FileEntry, _local_files
+    from ocr_core.storage.manifest import _local_files
 
     if is_published(raw_uri):
         return read_manifest(raw_uri).digest()

@@ -2,7 +2,9 @@
 
 Every rank runs the same worker command, ``python -m components.steps.train worker --out-uri URI
 --model-type det --stage data=URI [--stage init=URI --init-key KEY ...] -- -c CONFIG -o ...``
-(a PyTorchJob replica needs a command line). The worker downloads each staged prefix (a per-node
+(a PyTorchJob replica needs a command line); with shards (``data_format=shards``) ``--shards URI``
+replaces ``--stage data=URI``: Train and Eval stream the shard sets from object storage
+(``ShardDataSet``) and nothing of the dataset is staged. The worker downloads each staged prefix (a per-node
 cache), builds the config in Python (:func:`training_config`: the config file, the staged paths as
 values, the ``-o`` overrides, then its own save dir and resume point), resumes from ``latest.pt``
 under ``--out-uri`` when a previous attempt left one, calls the engine's ``train(cfg)`` and, on
@@ -25,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from components.steps.common import config_digest, content_key, layered_config, log, resolve_config, scratch
-from components.steps.data import data_settings
+from components.steps.data import data_settings, shard_dataset_config
 from ocr_core.errors import ConfigError, OCRFlowError, Preempted
 from ocr_core.storage.client import open_store
 from ocr_core.storage.manifest import Manifest, is_published, read_manifest, sync_down, sync_up
@@ -61,12 +63,14 @@ class StagePlan:
 
     Attributes:
         model_type: ``det`` or ``rec``: the layout of ``data`` (det label files, or rec LMDBs).
-        data: The dataset prefix.
+        data: The dataset prefix (staged unless ``shards`` is given).
         init: A model prefix (``model.pt``) that initialises each of ``init_keys``
             (``Global.pretrained_model`` or ``Architecture.Models.<role>.pretrained``); "" for none.
         init_keys: The config keys ``init`` goes into.
         teacher: An extracted teacher prefix (``model.pt``); "" for none.
         teacher_key: The config key ``teacher`` goes into.
+        shards: The ``build_shards`` prefix (``<shards>/<model_type>/{train,test}``) Train and Eval
+            stream instead of staging ``data``; "" (``data_format=files``) stages ``data``.
     """
 
     model_type: str
@@ -75,14 +79,22 @@ class StagePlan:
     init_keys: tuple[str, ...] = ()
     teacher: str = ""
     teacher_key: str = TEACHER_KEY
+    shards: str = ""
 
     def uris(self) -> dict[str, str]:
-        """Name -> prefix of everything to stage (``data``, and ``init``/``teacher`` when given)."""
-        return {k: v for k, v in (("data", self.data), ("init", self.init), ("teacher", self.teacher)) if v}
+        """Name -> prefix of everything to stage (``data`` unless streamed from shards, ``init``/``teacher``)."""
+        data = "" if self.shards else self.data
+        return {k: v for k, v in (("data", data), ("init", self.init), ("teacher", self.teacher)) if v}
+
+    def key_fields(self) -> dict[str, Any]:
+        """The plan as the training content key hashes it: ``shards`` only when set, so a ``files``
+        plan keys exactly as before shards existed (finished runs are reused)."""
+        return {k: v for k, v in asdict(self).items() if k != "shards" or v}
 
     def settings(self, staged: Mapping[str, str | Path]) -> dict[str, Any]:
-        """The config values (dotted key -> value) that read the prefixes staged at ``staged`` (name -> dir)."""
-        out = data_settings(self.model_type, staged["data"])
+        """The config values (dotted key -> value) that read the prefixes staged at ``staged`` (name -> dir);
+        the shard sets are set by :func:`training_config` (they replace whole dataset sections)."""
+        out = {} if self.shards else data_settings(self.model_type, staged["data"])
         if self.init:
             out.update({k: f"{staged['init']}/model.pt" for k in self.init_keys})
         if self.teacher:
@@ -91,17 +103,18 @@ class StagePlan:
 
 
 def stage_plan(model_type: str, data_uri: str, init_uri: str = "", init_keys: Sequence[str] = (), teacher_uri: str = "",
-               teacher_key: str = "") -> StagePlan:
-    """The :class:`StagePlan` of a training step (``teacher_key`` "" means the CML default)."""
+               teacher_key: str = "", shards_uri: str = "") -> StagePlan:
+    """The :class:`StagePlan` of a training step (``teacher_key`` "" means the CML default; ``shards_uri``
+    "" stages ``data_uri``)."""
     return StagePlan(model_type, data_uri, init_uri, tuple(init_keys) if init_uri else (), teacher_uri,
-                     teacher_key or TEACHER_KEY)
+                     teacher_key or TEACHER_KEY, shards_uri)
 
 
 # ----------------------------------------------------------------------------- launching
 def train_key(config: str, overrides: Sequence[str], plan: StagePlan, digests: Mapping[str, str],
               epochs: int, workers: int) -> str:
-    """Content key of a training step: config file + overrides + stage plan + staged manifests' digests."""
-    return content_key(config_digest(config, overrides), sorted(overrides), asdict(plan), dict(digests),
+    """Content key of a training step: config file + overrides + stage plan + input manifests' digests."""
+    return content_key(config_digest(config, overrides), sorted(overrides), plan.key_fields(), dict(digests),
                        epochs, workers)
 
 
@@ -110,6 +123,8 @@ def worker_program(config: str, overrides: Sequence[str], plan: StagePlan, out_u
     prog = ["-m", "components.steps.train", "worker", "--out-uri", out_uri, "--model-type", plan.model_type]
     for name, uri in sorted(plan.uris().items()):
         prog += ["--stage", f"{name}={uri}"]
+    if plan.shards:
+        prog += ["--data-uri", plan.data, "--shards", plan.shards]
     for key in plan.init_keys:
         prog += ["--init-key", key]
     if plan.teacher:
@@ -158,7 +173,8 @@ def launch_training_step(config: str, overrides: Sequence[str], plan: StagePlan,
     overrides = list(overrides) + ([f"Global.epoch_num={epochs}"] if epochs > 0 else [])
     if gpus <= 0:
         overrides.append("Global.use_gpu=false")
-    digests = {n: read_manifest(u).digest() for n, u in plan.uris().items()}
+    inputs = {**plan.uris(), **({"shards": plan.shards} if plan.shards else {})}
+    digests = {n: read_manifest(u).digest() for n, u in inputs.items()}
     key = train_key(config, overrides, plan, digests, epochs, workers)
     out_uri = join_uri(run_root, "runs", key[:16], step)
     if is_published(out_uri):
@@ -283,8 +299,9 @@ def training_config(config: str, overrides: Sequence[str], plan: StagePlan, stag
                     save_dir: Path, resume: Path | None = None) -> dict[str, Any]:
     """The validated config one rank trains with.
 
-    Layers, the last winning: the config file, the staged paths (:meth:`StagePlan.settings`), the
-    ``-o`` overrides (recipe and user), then the worker's own ``Global.save_model_dir`` and (when
+    Layers, the last winning: the config file, the staged paths (:meth:`StagePlan.settings`; with
+    shards, Train/Eval become ShardDataSets of the plan's shard sets: :func:`shard_dataset_config`),
+    the ``-o`` overrides (recipe and user), then the worker's own ``Global.save_model_dir`` and (when
     a previous attempt left ``latest.pt``) ``Global.checkpoints``.
     """
     from ocr_core.config import validate_config
@@ -292,7 +309,12 @@ def training_config(config: str, overrides: Sequence[str], plan: StagePlan, stag
     own: dict[str, Any] = {"Global.save_model_dir": str(save_dir)}
     if resume is not None:
         own["Global.checkpoints"] = str(resume)
-    return validate_config(layered_config(config, plan.settings(staged), overrides, own))
+    base = layered_config(config, plan.settings(staged))
+    if plan.shards:
+        shard_dataset_config(base, plan.model_type, plan.shards)
+    cfg = layered_config(base, overrides, own)
+    cfg["Global"]["_config_file"] = base["Global"]["_config_file"]  # errors name the config file
+    return validate_config(cfg)
 
 
 def _parse_worker_args(argv: Sequence[str]) -> tuple[argparse.Namespace, StagePlan]:
@@ -302,6 +324,8 @@ def _parse_worker_args(argv: Sequence[str]) -> tuple[argparse.Namespace, StagePl
     p.add_argument("--stage", action="append", default=[], metavar="NAME=URI", help="data, init, teacher")
     p.add_argument("--init-key", action="append", default=[], help="config key the init model.pt goes into")
     p.add_argument("--teacher-key", default=TEACHER_KEY)
+    p.add_argument("--shards", default="", help="stream Train/Eval from this build_shards prefix (no data stage)")
+    p.add_argument("--data-uri", default="", help="with --shards: the dataset the shards were built from")
     p.add_argument("train_args", nargs=argparse.REMAINDER, help="-- -c CONFIG [-o Section.key=value ...]")
     args = p.parse_args(list(argv))
     t = argparse.ArgumentParser(prog="components.steps.train worker --")
@@ -309,8 +333,8 @@ def _parse_worker_args(argv: Sequence[str]) -> tuple[argparse.Namespace, StagePl
     t.add_argument("-o", "--opt", nargs="+", action="extend", default=[])
     args.train = t.parse_args(args.train_args[1:] if args.train_args[:1] == ["--"] else args.train_args)
     stage = dict(item.split("=", 1) for item in args.stage)
-    plan = StagePlan(args.model_type, stage["data"], stage.get("init", ""), tuple(args.init_key),
-                     stage.get("teacher", ""), args.teacher_key)
+    plan = StagePlan(args.model_type, stage.get("data", args.data_uri), stage.get("init", ""), tuple(args.init_key),
+                     stage.get("teacher", ""), args.teacher_key, args.shards)
     return args, plan
 
 
