@@ -1,6 +1,8 @@
 """The OCRFlow training DAG (docs/pipeline.md; shape from ARCHITECTURE.md "The DAG").
 
     ingest -> convert_labels -> validate_data -+-> build_lmdb -> train rec -> eval rec -> export rec ---+
+                                               +-> build_shards (data_format=shards; files: a no-op)     |
+                                               |     (its shard sets feed every train step below)       |
                                                +-> export start det / start rec (the run's start models)|
                                                +-> [det_recipe == finetune] fine-tune det               |
                                                    [else: cml] train teacher (DML) -> extract teacher   |
@@ -8,6 +10,11 @@
                                                    -> det model (dsl.OneOf of the two) -> eval det -> export det
                                                                                                         v
                         system_eval (det+rec end to end: candidate, start, production) -> gate -> [if] publish
+
+``data_format``: ``files`` (default) stages the dataset (det label files + images, rec LMDBs) into each
+training node before step 1; ``shards`` has ``build_shards`` write ``<dataset>-shards/{det,rec}/{train,test}``
+once and the training steps stream them (``ShardDataSet``, bounded local cache, nothing staged). Eval,
+export and the system eval read the staged dataset either way.
 
 Each "export" is two branches on ``export_format``: ``onnx`` on the default image, ``tensorrt``/``both``
 on the TensorRT image with one GPU (ONNX + engine, each behind its gate); ``dsl.OneOf`` joins the
@@ -31,6 +38,7 @@ from kfp import dsl, kubernetes
 
 from components.adopt_model import adopt_model
 from components.build_lmdb import build_lmdb
+from components.build_shards import build_shards
 from components.convert_labels import convert_labels
 from components.evaluate import evaluate
 from components.export import GPU_RESOURCE, TENSORRT_IMAGE, export
@@ -58,7 +66,8 @@ DATA_RETRIES = 2
 
 def check_arguments(params: Mapping[str, Any]) -> None:
     """Reject run arguments the DAG cannot run, before anything starts (``ConfigError`` naming the
-    parameter). The first step (``ingest``) checks the same on a cluster."""
+    parameter). On a cluster the first step (``ingest``) checks the same, ``build shards`` its ``data_format``."""
+    from components.steps.data import check_data_format
     from components.steps.train import check_det_recipe
     from ocr_core.export.checked import check_format
 
@@ -69,6 +78,7 @@ def check_arguments(params: Mapping[str, Any]) -> None:
 
     check_det_recipe(value("det_recipe"), value("det_teacher_init_uri"))
     check_format(value("export_format"), "export_format")
+    check_data_format(value("data_format"))
 
 
 def _platform(task: dsl.PipelineTask, display: str) -> dsl.PipelineTask:
@@ -124,6 +134,7 @@ def ocr_train_pipeline(
     max_error_ratio: float = 0.0,
     parity_atol: float = 1e-3,
     export_format: str = "onnx",
+    data_format: str = "files",
     gate_margin: float = 0.0,
     namespace: str = "",
 ):
@@ -135,8 +146,11 @@ def ocr_train_pipeline(
     for t in (ing, conv):
         t.set_retry(num_retries=DATA_RETRIES, backoff_duration="10s", backoff_factor=2.0)
     dataset = conv.outputs["dataset"]
+    # data_format=shards: shard sets the training steps stream instead of staging the dataset (files: a no-op)
+    shards = _platform(build_shards(dataset=dataset, data_format=data_format), "build shards").after(val)
+    shards.set_retry(num_retries=DATA_RETRIES, backoff_duration="10s", backoff_factor=2.0)
     common = dict(store_root=store_root, launcher=launcher, workers=workers, gpus=gpus, epochs=epochs,
-                  s3_secret=OBJECT_STORE_SECRET, namespace=namespace)
+                  s3_secret=OBJECT_STORE_SECRET, namespace=namespace, shards=shards.outputs["shards"])
 
     # --- recognition branch
     lmdb = _platform(build_lmdb(dataset=dataset), "build LMDB (rec)").after(val)

@@ -75,6 +75,32 @@ def test_dag_shape(compiled: str) -> None:
     assert s["params"]["det_teacher_init_uri"] == {"type": "STRING", "default": ""}
 
 
+def test_build_shards_feeds_every_training_step(compiled: str) -> None:
+    """data_format (default files: today's staged dataset) goes to build-shards, after validation;
+    every train task takes its shards artifact beside the dataset it stages when there are none.
+    Eval and export keep reading the dataset (they never take shards)."""
+    spec = next(yaml.safe_load_all(compiled))
+    s, comps, root = structure(compiled), spec["components"], spec["root"]["dag"]["tasks"]
+    assert s["params"]["data_format"] == {"type": "STRING", "default": "files"}
+    shards = root["build-shards"]
+    assert shards["dependentTasks"] == ["convert-labels", "validate-data"]
+    assert shards["inputs"]["parameters"]["data_format"] == {"componentInputParameter": "data_format"}
+    assert shards["taskInfo"]["name"] == "build shards" and shards["retryPolicy"]["maxRetryCount"] == 2
+    trains = {name: t for dag in [root, *(c["dag"]["tasks"] for c in comps.values() if "dag" in c)]
+              for name, t in dag.items() if t["componentRef"]["name"].startswith("comp-train")}
+    assert sorted(trains) == ["train", "train-2", "train-3", "train-4"]
+    for name, t in trains.items():
+        src = t["inputs"]["artifacts"]["shards"]
+        assert src.get("taskOutputArtifact", {}).get("producerTask") == "build-shards" or \
+            src == {"componentInputArtifact": "pipelinechannel--build-shards-shards"}, name
+    users = sorted(n for dag in [root, *(c["dag"]["tasks"] for c in comps.values() if "dag" in c)]
+                   for n, t in dag.items() if "pipelinechannel--build-shards-shards" in str(t.get("inputs"))
+                   or "'build-shards'" in str(t.get("inputs")))
+    assert users == ["condition-2", "condition-3", "condition-branches-1", "train", "train-2", "train-3", "train-4"]
+    for comp in ("comp-train", "comp-train-2"):  # the training report is an HTML artifact of every train task
+        assert comps[comp]["outputDefinitions"]["artifacts"]["report"]["artifactType"]["schemaTitle"] == "system.HTML"
+
+
 def test_det_recipe_branches_and_oneof(compiled: str) -> None:
     """dsl.If/dsl.Else on det_recipe; dsl.OneOf of the model URI each branch returns feeds adopt-model."""
     spec = next(yaml.safe_load_all(compiled))

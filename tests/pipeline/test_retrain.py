@@ -17,9 +17,9 @@ from tests.pipeline.fake_kfp import FakeKFP
 from tests.pipeline.test_compile_submit import structure
 
 GOLDEN = Path(__file__).parent / "golden" / "retrain_pipeline.yaml"
-TRAIN_TASKS = {"ingest", "convert-labels", "validate-data", "build-lmdb", "train", "export-start", "export-start-2",
-               "condition-branches-1", "adopt-model", "evaluate", "evaluate-2", "condition-branches-4", "condition-branches-7",
-               "adopt-model-2", "adopt-model-3", "system-eval", "gate"}
+TRAIN_TASKS = {"ingest", "convert-labels", "validate-data", "build-lmdb", "build-shards", "train", "export-start",
+               "export-start-2", "condition-branches-1", "adopt-model", "evaluate", "evaluate-2", "condition-branches-4",
+               "condition-branches-7", "adopt-model-2", "adopt-model-3", "system-eval", "gate"}
 # the det recipes' steps sit in condition-branches-1's two branches, each export in its own onnx | tensorrt pair
 
 

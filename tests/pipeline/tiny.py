@@ -20,12 +20,12 @@ REC_EVAL = ["Eval.dataset.transforms.RecResizeImg.image_shape=[3, 48, 96]"]
 
 
 def tiny_params(raw_uri: str, store_root: str, launcher: str = "local", det_recipe: str = "finetune",
-                det_teacher_init_uri: str = "") -> dict:
+                det_teacher_init_uri: str = "", data_format: str = "files") -> dict:
     """``finetune`` trains the plain PP-OCRv3 student (from scratch: no det_pretrained_uri); ``cml``
     shrinks the DML teacher and the CML teacher role to :data:`TINY_NET`."""
     return {
         "raw_data_uri": raw_uri, "store_root": store_root, "epochs": 1, "workers": 1, "launcher": launcher,
-        "det_recipe": det_recipe, "det_teacher_init_uri": det_teacher_init_uri,
+        "det_recipe": det_recipe, "det_teacher_init_uri": det_teacher_init_uri, "data_format": data_format,
         "det_overrides": [*STEP, *DET_EVAL, "Train.dataset.transforms.EastRandomCropData.size=[96, 96]",
                           "Train.loader.batch_size_per_card=2"],
         "teacher_overrides": [*tiny_role("Student"), *tiny_role("Student2")],
