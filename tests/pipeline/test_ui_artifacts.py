@@ -1,7 +1,7 @@
 """What the Kubeflow UI shows: every component's Markdown/HTML report and Metrics keys.
 
 The components that write reports or metrics (evaluate det/rec, system eval, gate, export, export
-start, train) run here as plain functions (``component.python_func``) with their heavy step
+start, train: its HTML artifact is the run's own ``report.html``) run here as plain functions (``component.python_func``) with their heavy step
 functions stubbed, so what they write is exactly what a run writes. Checked: reports are
 self-contained (no URL the UI's sandboxed iframe would fetch, pictures inlined as ``data:`` URIs,
 under the UI's size limits), render in a real headless browser (Debian's chromium: DOM holds the
@@ -39,6 +39,23 @@ class FakeArtifact:
         self.metadata[key] = self.metrics[key] = value
 
 
+def training_run(save_dir: Path) -> Path:
+    """A training output dir as the engine leaves it (summary, curves, eval pictures, config) and its
+    ``report.html`` written by the real ``training_report``: full-size noisy PNGs, several MB."""
+    from ocr_core.observability.report import training_report
+
+    (save_dir / "eval_vis").mkdir(parents=True)
+    (save_dir / "training_summary.json").write_text(json.dumps({
+        "labels": {"job": "det_finetune", "role": "finetune"}, "loss": [[1, 0.91], [30, 0.42]],
+        "best_metric": {"hmean": 0.75163, "precision": 0.81234, "recall": 0.70111, "best_epoch": 3},
+        "evals": [{"step": 30, "hmean": 0.75163}], "epochs": [{"epoch": 1, "steps": 30, "seconds": 12.5}]}))
+    (save_dir / "curves.png").write_bytes(picture(99, 1600, 1000))
+    for i in range(3):
+        (save_dir / "eval_vis" / f"det_{i:04d}.png").write_bytes(picture(10 + i))
+    (save_dir / "config.yml").write_text("Global:\n  epoch_num: 3\nTrain:\n  dataset:\n    name: ShardDataSet\n")
+    return training_report(save_dir)
+
+
 def picture(seed: int, w: int = 1280, h: int = 720) -> bytes:
     """A detection picture as detection_pairs returns it (PNG bytes, full resolution, noisy: compresses badly)."""
     import cv2
@@ -56,6 +73,7 @@ def written(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     mp.setenv("OCRFLOW_WORK_DIR", str(tmp / "work"))
     import components.steps.models as models
     import components.steps.registry as registry
+    import components.steps.train as train_steps
     import ocr_core.storage.manifest as manifest
 
     det = {"precision": 0.81234, "recall": 0.70111, "hmean": 0.75163, "fps": 12.5}
@@ -74,10 +92,18 @@ def written(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     parity = {"max_abs": 5.9e-08, "passed": True, "metric": "hmean", "eager": det, "onnx": det}
     mp.setattr(_kfp_io, "write_info", lambda art, m: {"uri": "s3://ocrflow/runs/k/det-onnx", "extra": {"parity": parity}})
 
+    run_dir = tmp / "train-run"
+    full_report = training_run(run_dir)
+    from ocr_core.storage.manifest import Manifest
+
+    trained = Manifest("model", str(run_dir), [manifest.FileEntry("report.html", full_report.stat().st_size, "0" * 64)])
+    mp.setattr(train_steps, "launch_training_step", lambda *a, **k: trained)
+
     from components.evaluate import evaluate
     from components.export import export
     from components.gate import gate
     from components.system_eval import system_eval
+    from components.train import train
 
     def art(name: str, content: dict | None = None) -> FakeArtifact:
         return FakeArtifact(tmp / name, content)
@@ -101,8 +127,13 @@ def written(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     m = art("parity")
     export.python_func("det", art("em", model), art("ed", {"uri": "s3://ocrflow/ds"}), [], 1e-3, art("onnx"), m)
     metrics["export"] = m.metrics
+    m, rep = art("train-metrics"), art("train.html")
+    train.python_func(model_type="det", config="c.yml", overrides=[], extra_overrides=[], data=art("td", {"uri": "s3://d"}),
+                      step="det_finetune", store_root="s3://ocrflow", launcher="inprocess", workers=1, gpus=0, epochs=1,
+                      model=art("train-model"), metrics=m, report=rep, shards=art("ts", {"uri": "s3://d-shards"}))
+    reports["train"], metrics["train"] = ("html", Path(rep.path).read_text()), m.metrics
     mp.undo()
-    return {"reports": reports, "metrics": metrics, "tmp": tmp}
+    return {"reports": reports, "metrics": metrics, "tmp": tmp, "full_training_report": full_report}
 
 
 def test_reports_hold_the_numbers(written: dict[str, Any]) -> None:
@@ -112,6 +143,19 @@ def test_reports_hold_the_numbers(written: dict[str, Any]) -> None:
     assert "| candidate | 0.8125 | 0.9375 |" in r["evaluate rec"]
     assert "| candidate | 0.6612 | 0.5409 | 0.5950 |" in r["system eval"] and r["system eval"].count("<img ") == 6
     assert "**publish**" in r["gate"] and "| candidate | 0.5950 |" in r["gate"] and "| champion (start) | 0.1600 |" in r["gate"]
+    assert "OCRFlow training report: det_finetune" in r["train"] and "<td>0.75163</td>" in r["train"]
+    assert r["train"].count("<img ") == 4 and "name: ShardDataSet" in r["train"]  # curves, 3 eval pictures, config
+
+
+def test_training_report_artifact_is_the_runs_report_made_to_fit(written: dict[str, Any]) -> None:
+    """The run's report.html holds full-size PNGs (over the 2 MB an HTML artifact may hold); the artifact
+    is the same page with each picture a JPEG of at most 800 px, everything else byte for byte."""
+    full = written["full_training_report"].read_text()
+    art = written["reports"]["train"][1]
+    assert len(full.encode()) > _kfp_io.HTML_MAX_BYTES >= len(art.encode())
+    strip = re.compile(r'src="data:image/[a-z]+;base64,[^"]+"')
+    assert strip.sub("IMG", full) == strip.sub("IMG", art)
+    assert len(re.findall(r'src="data:image/jpeg;base64,', art)) == 4 and "data:image/png" not in art
 
 
 def test_reports_are_self_contained_and_within_ui_limits(written: dict[str, Any]) -> None:
@@ -165,7 +209,8 @@ def test_reports_render_in_a_headless_browser(written: dict[str, Any]) -> None:
     out = written["tmp"] / "rendered"
     out.mkdir(exist_ok=True)
     expect = {"evaluate det": ["0.7516", "0.3287"], "evaluate rec": ["0.8125", "0.9375"],
-              "system eval": ["0.5950", "0.6612"], "gate": ["0.5950", "0.1600", "publish"]}
+              "system eval": ["0.5950", "0.6612"], "gate": ["0.5950", "0.1600", "publish"],
+              "train": ["0.75163", "det_finetune", "ShardDataSet"]}
     for name, (kind, text) in written["reports"].items():
         page = out / (name.replace(" ", "_") + ".html")
         page.write_text(text if kind == "html" else
@@ -178,11 +223,20 @@ def test_reports_render_in_a_headless_browser(written: dict[str, Any]) -> None:
         if kind == "markdown":  # the tables came out as tables, not as pipes in a paragraph
             assert "<table>" in dom.stdout and "<td>0" in dom.stdout.replace(" ", ""), name
         shot = out / (name.replace(" ", "_") + ".png")
-        done = chromium([f"--screenshot={shot}", "--window-size=1000,800", page.as_uri()])
+        height = 3000 if name == "train" else 800  # the training report's pictures come after its tables
+        done = chromium([f"--screenshot={shot}", f"--window-size=1000,{height}", page.as_uri()])
         assert done.returncode == 0 and shot.exists(), done.stderr[-2000:]
         img = cv2.imread(str(shot), cv2.IMREAD_GRAYSCALE)
         ink = float((img < 128).mean())  # dark pixels: text (and pictures) on a white page
-        assert img.shape == (800, 1000) and 0.001 < ink < 0.9, (name, ink)
-        if name == "system eval":  # the inlined pictures were decoded and drawn: many mid-grey pixels
+        assert img.shape == (height, 1000) and 0.001 < ink < 0.9, (name, ink)
+        if name in ("system eval", "train"):  # the inlined pictures were decoded and drawn: many mid-grey pixels
             assert float(((img > 30) & (img < 225)).mean()) > 0.2
     shutil.rmtree(out)
+
+
+def test_a_run_without_report_gets_a_page_saying_so(tmp_path: Path) -> None:
+    from ocr_core.storage.manifest import Manifest
+
+    page = _kfp_io.training_report(Manifest("model", "s3://ocrflow/runs/k/det_finetune", []))
+    assert "s3://ocrflow/runs/k/det_finetune holds no report.html" in page and "train.log" in page
+    assert _kfp_io.fit_html(page) == page and "<script" not in page and "href" not in page
