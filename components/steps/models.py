@@ -49,15 +49,25 @@ def on_staged_data(cfg: dict[str, Any], model_type: str) -> dict[str, Any]:
 
     Staged rec data is LMDB; a model trained elsewhere (the imported off-the-shelf PP-OCRv3 rec,
     a production model from another pipeline version) may carry a ``SimpleDataSet`` section whose
-    label files do not exist here. Its transforms are kept: they belong to the model.
+    label files do not exist here. Its transforms are kept: they belong to the model. A det model
+    trained on shards carries ``ShardDataSet`` keys (``cache_size``, ``shuffle_buffer``, ...) that the
+    staged ``SimpleDataSet`` does not take: each section keeps only the keys its dataset accepts.
     """
-    if model_type != "rec":
-        return cfg
+    import inspect
+
+    from ocr_core.data.lmdb_dataset import LMDBDataSet
+    from ocr_core.data.simple_dataset import SimpleDataSet
+
+    staged = LMDBDataSet if model_type == "rec" else SimpleDataSet
+    params = inspect.signature(staged.__init__).parameters.values()
+    accepted = {p.name for p in params if p.kind is p.POSITIONAL_OR_KEYWORD} - {"self"}
     for split in ("Train", "Eval"):
         ds = (cfg.get(split) or {}).get("dataset")
-        if isinstance(ds, dict) and ds.get("name") != "LMDBDataSet":
-            cfg[split]["dataset"] = {"name": "LMDBDataSet", "data_dir": ds.get("data_dir", ""),
-                                     "transforms": ds.get("transforms")}
+        if not isinstance(ds, dict):
+            continue
+        if model_type == "rec" and ds.get("name") != "LMDBDataSet":
+            ds = {"name": "LMDBDataSet", "data_dir": ds.get("data_dir", ""), "transforms": ds.get("transforms")}
+        cfg[split]["dataset"] = {k: v for k, v in ds.items() if k == "name" or k in accepted}
     return cfg
 
 

@@ -379,3 +379,27 @@ def test_export_step_without_tensorrt_fails_in_one_line_before_any_download(
     with pytest.raises(ConfigError, match="export format must be one of onnx, tensorrt, both; got 'engine'"):
         M.export_model("det", missing, missing, str(tmp_path / "out"), fmt="engine")
     assert not (tmp_path / "out").exists()
+
+
+def test_staged_data_drops_keys_the_staged_dataset_does_not_take(tmp_path: Path) -> None:
+    """A det model trained on shards (ShardDataSet keys in its config) evaluates on staged label files."""
+    from ocr_core.data.simple_dataset import SimpleDataSet
+    from ocr_core.registry import check_kwargs  # what the dataset builder checks a section with
+
+    tf = [{"DecodeImage": {"img_mode": "BGR"}}]
+    trained = {"Global": {}, "Train": {"dataset": {"name": "ShardDataSet", "data_dir": "s3://b/shards/det/train",
+                                                   "cache_size": "16GB", "shuffle_buffer": 64, "seed": 3,
+                                                   "transforms": tf}},
+               "Eval": {"dataset": {"name": "ShardDataSet", "data_dir": "s3://b/shards/det/test", "verify": True,
+                                    "transforms": tf}}}
+    cfg = M.layered_config(trained, D.data_settings("det", tmp_path), (), {})
+    M.on_staged_data(cfg, "det")
+    for split in ("Train", "Eval"):
+        ds = dict(cfg[split]["dataset"])
+        assert ds.pop("name") == "SimpleDataSet" and ds.pop("transforms") == tf
+        check_kwargs(SimpleDataSet, ds, f"{split}.dataset")  # refused 'cache_size' / 'verify' before
+    assert cfg["Train"]["dataset"]["seed"] == 3 and cfg["Train"]["dataset"]["data_dir"] == str(tmp_path)
+    rec = {"Train": {"dataset": {"name": "SimpleDataSet", "data_dir": "x", "label_file_list": ["a"],
+                                 "transforms": tf}}}
+    assert M.on_staged_data(rec, "rec")["Train"]["dataset"] == {"name": "LMDBDataSet", "data_dir": "x",
+                                                                  "transforms": tf}
