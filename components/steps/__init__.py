@@ -5,7 +5,7 @@ writes its outputs; these functions wire ``ocr_core`` (storage, data, engine, ex
 the launcher together, one concern per module:
 
 * :mod:`components.steps.data` -- the dataset layout; ingest, convert labels, validate, build the
-  rec LMDBs; the dataset digest and the retrain DAG's "is this data new?" check;
+  rec LMDBs and the shard sets (``data_format=shards``); the dataset digest and the retrain DAG's "is this data new?" check;
 * :mod:`components.steps.models` -- extract a role, evaluate, export (+ parity), export the start
   models, adopt a published model, the end-to-end system eval and its pictures;
 * :mod:`components.steps.train` -- the stage plan, launching the workers (local processes, a
