@@ -12,6 +12,8 @@ from components.launcher.client import PyTorchJobCancelled, _CancelSignals
 
 @pytest.mark.parametrize("sig, exc", [(signal.SIGINT, KeyboardInterrupt), (signal.SIGTERM, PyTorchJobCancelled)])
 def test_a_swallowed_cancel_is_raised_again(sig, exc):
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:  # a background job of a non-interactive shell
+        pytest.skip("SIGINT is ignored in this process (started in the background): the wait keeps it so")
     before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
     with _CancelSignals() as cancel:
         cancel.check()  # nothing received: no-op
