@@ -319,6 +319,7 @@ def test_local_launcher_timeout_kills_all_nodes():
     ({"nproc_per_node": 0}, "nproc_per_node must be >= 1"),
     ({"env": {"MASTER_ADDR": "10.0.0.1", "X": "1"}}, "MASTER_ADDR: set by the training operator"),
     ({"env": {"WORLD_SIZE": "8"}}, "WORLD_SIZE: set by the training operator"),
+    ({"env": {"RANK": "1"}}, "RANK: set by the training operator"),
     ({"memory_limit": "2Gi", "shm_size": "4Gi"}, "larger than the memory limit"),
     ({"gpus_per_worker": 1, "cpu_per_gpu": 0}, "cpu-per-gpu must be >= 1"),
 ])
