@@ -83,13 +83,13 @@ def _import_weights(out: Path) -> dict[str, str]:
 
 def _rec_init_fits(ckpt: str, config: str) -> bool:
     """The imported rec weights load into the pipeline's rec config (same parameter names/shapes)."""
+    from ocr_core.build import create_model
     from ocr_core.config import load_config, wire_rec_heads
-    from ocr_core.modeling import build_model
     from ocr_core.weights.checkpoint import load_checkpoint
 
     state = load_checkpoint(ckpt)["model"]
     cfg = wire_rec_heads(load_config(config), int(state[[k for k in state if k.endswith("weight")][-1]].shape[0]))
-    ours = build_model(cfg["Architecture"]).state_dict()
+    ours = create_model(cfg).state_dict()
     return set(ours) == set(state) and all(ours[k].shape == state[k].shape for k in ours)
 
 
