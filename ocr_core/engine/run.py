@@ -104,14 +104,52 @@ class Run:
     steps_per_epoch: int = 0  # optimizer steps per epoch on each rank
 
 
-def prepare(cfg: dict[str, Any], mode: str = "train") -> Run:
-    """Validate, set up logging/distributed/devices and build the model and data."""
+class _PendingLog(logging.Handler):
+    """Holds a training run's first records until its checks pass and ``train.log`` opens."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def _take_pending_log() -> list[logging.LogRecord] | None:
+    """Remove the holding handler; the records it held (``None``: no handler, the log is open)."""
+    logger = logging.getLogger("ocrflow")
+    pending = [h for h in logger.handlers if isinstance(h, _PendingLog)]
+    for h in pending:
+        logger.removeHandler(h)
+    return [r for h in pending for r in h.records] if pending else None
+
+
+def _open_train_log(run: Run) -> None:
+    """Create ``<save_model_dir>/train.log`` with the records held since :func:`prepare`."""
+    records = _take_pending_log()
+    if records is None:
+        return
+    logger = setup_logger(run.save_dir / "train.log", run.dist.rank)
+    for fh in (h for h in logger.handlers if isinstance(h, logging.FileHandler)):
+        for record in records:
+            fh.handle(record)
+
+
+def prepare(cfg: dict[str, Any], mode: str = "train", open_log: bool = True) -> Run:
+    """Validate, set up logging/distributed/devices and build the model and data.
+
+    ``open_log=False`` (``train``): ``train.log`` (and save_model_dir) is created by
+    :func:`_open_train_log` once the run's checks pass; its records are held until then.
+    """
     cfg = resolve_config(cfg)
     g = parse_global(cfg)
     dist_info = init_distributed(g.device, g.use_gpu, timeout_s=g.dist_timeout_s)
     save_dir = Path(g.save_model_dir)
     log_name = "train.log" if mode == "train" else f"{mode}.log"  # eval/infer never create save_model_dir
-    setup_logger(save_dir / log_name if mode == "train" or save_dir.is_dir() else None, dist_info.rank)
+    opens = (mode == "train" and open_log) or (mode != "train" and save_dir.is_dir())
+    setup_logger(save_dir / log_name if opens else None, dist_info.rank)
+    if mode == "train" and not open_log:
+        logging.getLogger("ocrflow").addHandler(_PendingLog())
     if g.num_threads:
         torch.set_num_threads(g.num_threads)
     seed_everything(g.seed + dist_info.rank)
@@ -198,13 +236,18 @@ def run_eval_and_track(run: Run, show_progress: bool = True) -> dict[str, float]
 
 def train(cfg: dict[str, Any], hooks: TrainHooks | None = None) -> dict[str, Any]:
     """Train per ``cfg`` (not modified); returns the final state and metrics. Entry of ``ocrflow train``."""
-    run = prepare(cfg, "train")
+    try:
+        run = prepare(cfg, "train", open_log=False)  # a run its checks refuse leaves no file behind
+    except BaseException:
+        _take_pending_log()  # refused: nothing was written, the held records go
+        raise
     if hooks is not None:
         run.hooks = hooks
     restore = _on_sigterm(run)
     try:
         return _train(run)
     finally:
+        _take_pending_log()  # refused before train.log opened: the held records go
         restore()
         if run.telemetry is not None:
             run.telemetry.close()
@@ -235,7 +278,10 @@ def _on_sigterm(run: Run) -> Callable[[], None]:
 
 def _train(run: Run) -> dict[str, Any]:
     g = run.g
-    _build_loaders(run, with_train=True)
+    if g.save_step_interval is not None and g.save_step_interval < 1:
+        raise ConfigError(f"must be >= 1 (or unset), got {g.save_step_interval}", "Global.save_step_interval")
+    _build_loaders(run, with_train=True)  # batch size and data checks
+    _open_train_log(run)  # the checks passed: save_model_dir and train.log (with the lines so far)
     if run.dist.is_main:
         dump_config(run.cfg, run.save_dir / "config.yml")
         report_label_quality(run.train_dataset, run.save_dir, log)  # into train.log and the report
@@ -265,8 +311,6 @@ def _train(run: Run) -> dict[str, Any]:
     last_eval_step = -1
     stop = False
     out_of_time = _time_budget(g.max_train_seconds, run.dist)
-    if g.save_step_interval is not None and g.save_step_interval < 1:
-        raise ConfigError(f"must be >= 1 (or unset), got {g.save_step_interval}", "Global.save_step_interval")
 
     def after_step(state: StepState, logs: dict[str, float]) -> bool:
         nonlocal last_eval_step, stop

@@ -46,3 +46,16 @@ def test_eval_logs_beside_an_existing_training_output(tmp_path, repo_root, monke
                  f"Eval.dataset.data_dir={data}", f"Eval.dataset.label_file_list=[{data / 'l.txt'}]",
                  f"Global.checkpoints={tmp_path / 'none.pt'}"]) == 2
     assert (out / "eval.log").is_file()
+
+
+def test_train_refused_by_its_checks_leaves_no_output(tmp_path, repo_root, monkeypatch, capsys):
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    out = tmp_path / "out"
+    assert main(["train", "-c", str(repo_root / REC_CONFIG), "-o", "Train.loader.batch_size_per_card=0",
+                 f"Global.save_model_dir={out}"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "Train.loader.batch_size_per_card" in err[0]
+    assert not out.exists()  # no save_model_dir, no train.log
+    assert not (work / "output").exists() and sorted(p.name for p in work.iterdir()) == []
