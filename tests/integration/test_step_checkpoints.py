@@ -21,6 +21,7 @@ import pytest
 import torch
 
 from ocr_core.engine.run import TrainHooks, train
+from ocr_core.errors import Preempted
 from ocr_core.weights.checkpoint import load_checkpoint
 from tests.integration.det_fixtures import ROOT, det_config, make_det_split
 
@@ -97,29 +98,47 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _ranks(cfg: dict, tmp: Path, world: int, kill: tuple[int, int] | None = None) -> list[int]:
+def _logged_steps(log: Path) -> list[int]:
+    text = log.read_text(encoding="utf-8", errors="replace") if log.exists() else ""
+    return [int(line.split("global_step: ")[1].split(",")[0]) for line in text.splitlines() if "global_step: " in line]
+
+
+def _ranks(cfg: dict, tmp: Path, world: int, kill: tuple[int, int] | None = None,
+           term: tuple[int, int] | None = None, seen: dict | None = None) -> list[int]:
     """Start ``world`` driver processes with the operator's env; when one dies, stop the rest (as
-    torchrun does); their exit codes."""
+    torchrun does); their exit codes. ``term=(step, rank)``: once that rank has finished ``step`` (it
+    then waits, see the driver) the test SIGTERMs it; 143 is then a normal exit, and ``seen`` gets
+    the step and the steps in ``train.log`` at the signal, and every rank's output."""
     path = tmp / f"cfg_{time.monotonic_ns()}.json"
     path.write_text(json.dumps(cfg))
+    marker = Path(f"{path}.at_step")
     port = _free_port()
     procs = []
     for rank in range(world):
         env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "RANK": str(rank),
                "WORLD_SIZE": str(world), "LOCAL_RANK": "0", "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-        argv = [sys.executable, str(DRIVER), str(path), *([str(kill[0]), str(kill[1])] if kill else [])]
+        at = kill or term
+        argv = [sys.executable, str(DRIVER), str(path), *([str(at[0]), str(at[1])] if at else []),
+                *(["term"] if term else [])]
         procs.append(subprocess.Popen(argv, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT))
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and all(p.poll() is None for p in procs):
-        time.sleep(0.2)
-    if any(p.poll() not in (None, 0) for p in procs):
+        if term and seen is not None and "signal_after_step" not in seen and marker.exists() \
+                and marker.read_text().strip():
+            seen["signal_after_step"] = int(marker.read_text())
+            seen["logged_at_signal"] = _logged_steps(Path(cfg["Global"]["save_model_dir"]) / "train.log")
+            procs[term[1]].send_signal(signal.SIGTERM)
+        time.sleep(0.05 if term else 0.2)
+    if any(p.poll() not in ((None, 0, Preempted.EXIT_CODE) if term else (None, 0)) for p in procs):
         for p in procs:
             if p.poll() is None:
                 p.kill()
     codes = [p.wait(timeout=300) for p in procs]
-    for p in procs:
-        out = p.stdout.read().decode() if p.stdout else ""
-        if kill is None and p.returncode != 0:
+    outs = [p.stdout.read().decode() if p.stdout else "" for p in procs]
+    if seen is not None:
+        seen["outputs"] = outs
+    for p, out in zip(procs, outs):
+        if kill is None and term is None and p.returncode != 0:
             raise AssertionError(out[-3000:])
     return codes
 
@@ -137,6 +156,30 @@ def test_two_ranks_lose_one_node_mid_epoch_and_resume_bit_identical(tmp_path: Pa
     ck = load_checkpoint(tmp_path / "cut" / "latest.pt")
     assert ck["global_step"] == 3 and ck["epoch_progress"]["epoch"] == 2  # 2 steps/epoch with 2 ranks
     assert ck["epoch_progress"]["world_size"] == 2 and len(ck["epoch_progress"]["rng_epoch_start"]) == 2
+    resume = _cfg(tmp_path, tmp_path / "cut", f"Global.checkpoints={tmp_path / 'cut' / 'latest.pt'}")
+    assert _ranks(resume, tmp_path, 2) == [0, 0]
+    assert load_checkpoint(tmp_path / "cut" / "latest.pt")["global_step"] == 4
+    _same_weights(tmp_path / "ref" / "latest.pt", tmp_path / "cut" / "latest.pt")
+
+
+def test_two_ranks_sigterm_on_one_rank_stops_both_at_the_next_step_and_resume_bit_identical(tmp_path: Path) -> None:
+    """2 ranks (gloo, operator env), 2 epochs x 2 steps, no step checkpoints: rank 1 alone gets SIGTERM
+    once step 2 is logged (it holds at step 2's end until the signal is in). The ranks agree through
+    the per-step all-reduce: both stop after step 3 (mid-epoch 2), rank 0 saves ``latest`` and both
+    exit 143. Resuming that checkpoint on 2 ranks ends on the uninterrupted reference's weights."""
+    ref = _cfg(tmp_path, tmp_path / "ref")
+    assert _ranks(ref, tmp_path, 2) == [0, 0]
+    seen: dict = {}
+    codes = _ranks(_cfg(tmp_path, tmp_path / "cut"), tmp_path, 2, term=(2, 1), seen=seen)
+    outs = "\n".join(seen["outputs"])
+    assert codes == [Preempted.EXIT_CODE, Preempted.EXIT_CODE], outs[-4000:]
+    assert seen["signal_after_step"] == 2 and max(seen["logged_at_signal"]) == 2
+    assert outs.count("preempted: SIGTERM at epoch 2, global_step 3") == 2 and "Traceback" not in outs
+    ck = load_checkpoint(tmp_path / "cut" / "latest.pt")
+    assert ck["global_step"] == 3 >= max(seen["logged_at_signal"])  # no finished step lost
+    assert ck["global_step"] == max(_logged_steps(tmp_path / "cut" / "train.log"))
+    assert (ck["epoch"], ck["epoch_progress"]["epoch"], ck["epoch_progress"]["batches"]) == (1, 2, 1)
+    assert ck["epoch_progress"]["world_size"] == 2
     resume = _cfg(tmp_path, tmp_path / "cut", f"Global.checkpoints={tmp_path / 'cut' / 'latest.pt'}")
     assert _ranks(resume, tmp_path, 2) == [0, 0]
     assert load_checkpoint(tmp_path / "cut" / "latest.pt")["global_step"] == 4
