@@ -107,3 +107,71 @@ def test_report_is_self_contained_with_pairs_and_gate_numbers(demo: dict[str, An
     assert f"{meta['margin']:+.4f}" in text and meta["reason"] in text and "champion (start)" in text
     assert "PUBLISHED because of the gain" in text
     assert f"{demo['det_off_the_shelf']:.4f}" in text and f"{demo['det_finetuned']:.4f}" in text
+
+
+_PROBE = """<script>
+window.addEventListener("load", () => {
+  const imgs = [...document.querySelectorAll("img")].map(i => {
+    const r = i.getBoundingClientRect();
+    return {pair: !!i.closest(".pair"), complete: i.complete, w: i.naturalWidth, h: i.naturalHeight,
+            x: r.left + scrollX, y: r.top + scrollY, cw: r.width, ch: r.height};
+  });
+  const pre = document.createElement("pre");
+  pre.id = "probe";
+  pre.textContent = JSON.stringify(imgs);
+  document.body.appendChild(pre);
+});
+</script>
+"""
+
+
+def test_report_renders_in_a_headless_browser(demo: dict[str, Any]) -> None:
+    """``make demo``'s report.html in Debian's chromium (the helper of test_ui_artifacts): the DOM holds the
+    gate decision and both det hmeans, the before/after pictures decode (naturalWidth > 0, read by a probe
+    script added to a copy of the page) and are drawn (pixel variance inside their boxes on the screenshot)."""
+    import re
+
+    from tests.pipeline.test_ui_artifacts import CHROMIUM, chromium
+
+    if not os.path.exists(CHROMIUM):
+        pytest.skip("no /usr/bin/chromium: `apt-get install -y chromium` (Debian) to render the reports")
+    import cv2
+
+    report = demo["report"]
+    width, height = 1000, 6000
+    probe = report.with_name("report_probe.html")  # beside the report, so its relative links resolve the same
+    probe.write_text(report.read_text(encoding="utf-8").replace("</body>", _PROBE + "</body>"), encoding="utf-8")
+    shot = report.with_name("report_shot.png")
+    try:
+        dom = chromium([f"--window-size={width},{height}", "--virtual-time-budget=5000", "--dump-dom", probe.as_uri()])
+        assert dom.returncode == 0, dom.stderr[-2000:]
+        done = chromium([f"--screenshot={shot}", f"--window-size={width},{height}", report.as_uri()])
+        assert done.returncode == 0 and shot.exists(), done.stderr[-2000:]
+        img = cv2.imread(str(shot), cv2.IMREAD_GRAYSCALE)
+    finally:
+        probe.unlink(missing_ok=True)
+        shot.unlink(missing_ok=True)
+
+    text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", dom.stdout.split('<pre id="probe">')[0]))
+    assert "PUBLISHED because of the gain" in text and "publish" in text  # the gate sentence and its table row
+    off, fine = f"{demo['det_off_the_shelf']:.4f}", f"{demo['det_finetuned']:.4f}"
+    assert f"from det hmean {off} to {fine}" in text, (off, fine)
+    assert f"det hmean, off-the-shelf PP-OCRv3 {off}" in text and f"det hmean, fine-tuned (det_recipe=finetune) {fine}" in text
+
+    found = re.search(r'<pre id="probe">(.*?)</pre>', dom.stdout, re.S)
+    assert found, "the probe script did not run"
+    imgs = json.loads(found.group(1).replace("&quot;", '"'))
+    pairs = [i for i in imgs if i["pair"]]
+    assert len(pairs) == 6, imgs  # 3 eval images, off-the-shelf | fine-tuned
+    assert all(i["complete"] and i["w"] > 0 and i["h"] > 0 and i["cw"] > 50 and i["ch"] > 50 for i in imgs), imgs
+
+    assert img.shape == (height, width)
+    assert float(img.std()) > 10, img.std()  # not a blank page
+    ink = float((img < 128).mean())
+    assert 0.001 < ink < 0.9, ink
+    for i in pairs:  # each picture's box on the screenshot holds a picture, not the page's white
+        y0, x0 = int(i["y"]) + 2, int(i["x"]) + 2
+        box = img[y0:int(i["y"] + i["ch"]) - 2, x0:int(i["x"] + i["cw"]) - 2]
+        assert box.size and float(box.std()) > 5 and float((box < 250).mean()) > 0.2, (i, box.std())
+    demo["browser"] = {"std": float(img.std()), "ink": ink, "pairs": [(i["w"], i["h"]) for i in pairs]}
+    print("chromium:", demo["browser"], "off-the-shelf", off, "fine-tuned", fine)
