@@ -131,10 +131,9 @@ def test_report_renders_in_a_headless_browser(demo: dict[str, Any]) -> None:
     script added to a copy of the page) and are drawn (pixel variance inside their boxes on the screenshot)."""
     import re
 
-    from tests.pipeline.test_ui_artifacts import CHROMIUM, chromium
+    from tests.pipeline.test_ui_artifacts import chromium, need_chromium
 
-    if not os.path.exists(CHROMIUM):
-        pytest.skip("no /usr/bin/chromium: `apt-get install -y chromium` (Debian) to render the reports")
+    need_chromium()
     import cv2
 
     report = demo["report"]
