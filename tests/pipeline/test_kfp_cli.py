@@ -90,6 +90,19 @@ def test_readme_shows_the_workflow_scripts_verbatim() -> None:
         assert textwrap.dedent(step["run"]).strip() in block, f"README.md's pipeline block differs from step {name!r}"
 
 
+def test_docs_kfp_commands_are_the_tested_ones() -> None:
+    """docs/pipeline.md repeats the kfp command blocks (CI run, nightly recurring run): each command in
+    them (continuation lines joined) must be, verbatim, in README's block, which the tests below run."""
+    docs = (ROOT / "docs" / "pipeline.md").read_text()
+    blocks = [b for b in re.findall(r"```bash\n(.*?)```", docs, re.S) if "kfp --endpoint" in b]
+    assert len(blocks) >= 2, "docs/pipeline.md shows the CI and the nightly kfp commands"
+    readme = readme_block()
+    commands = [c.strip() for b in blocks for c in re.split(r"(?<!\\)\n", b) if c.strip()]
+    assert sum("kfp --endpoint" in c for c in commands) >= 3  # run create, run get, recurring-run create
+    for command in commands:
+        assert command in readme, f"docs/pipeline.md's command is not README's (tested) one:\n{command}"
+
+
 def _run_step() -> dict:
     return workflow_steps()["Run the training pipeline (and wait for it)"]
 
