@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+import pytest
 
 from ocr_core.cli import main
 
@@ -48,14 +49,35 @@ def test_eval_logs_beside_an_existing_training_output(tmp_path, repo_root, monke
     assert (out / "eval.log").is_file()
 
 
-def test_train_refused_by_its_checks_leaves_no_output(tmp_path, repo_root, monkeypatch, capsys):
+@pytest.mark.parametrize("refusal, key", [
+    ("Train.loader.batch_size_per_card=0", "Train.loader.batch_size_per_card"),  # a config check
+    ("Train.dataset.label_file_list=[{data}/missing.txt]", "missing.txt"),  # a data check
+])
+def test_train_refused_by_its_checks_leaves_no_output(tmp_path, repo_root, monkeypatch, capsys, refusal, key):
+    data = _data(tmp_path)
     work = tmp_path / "work"
     work.mkdir()
     monkeypatch.chdir(work)
     out = tmp_path / "out"
-    assert main(["train", "-c", str(repo_root / REC_CONFIG), "-o", "Train.loader.batch_size_per_card=0",
+    assert main(["train", "-c", str(repo_root / REC_CONFIG), "-o", f"Train.dataset.data_dir={data}",
+                 f"Train.dataset.label_file_list=[{data / 'l.txt'}]", refusal.format(data=data),
                  f"Global.save_model_dir={out}"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "Train.loader.batch_size_per_card" in err[0]
+    assert len(err) == 1 and key in err[0], err
     assert not out.exists()  # no save_model_dir, no train.log
-    assert not (work / "output").exists() and sorted(p.name for p in work.iterdir()) == []
+    assert sorted(p.name for p in work.iterdir()) == []
+
+
+def test_train_with_save_model_dir_under_a_file_is_one_line(tmp_path, repo_root, monkeypatch, capsys):
+    data = _data(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    a_file = tmp_path / "plain_file"
+    a_file.write_text("x", encoding="utf-8")
+    assert main(["train", "-c", str(repo_root / REC_CONFIG), "-o", f"Train.dataset.data_dir={data}",
+                 f"Train.dataset.label_file_list=[{data / 'l.txt'}]", "Train.loader.num_workers=0",
+                 f"Eval.dataset.data_dir={data}", f"Eval.dataset.label_file_list=[{data / 'l.txt'}]",
+                 "Eval.loader.num_workers=0", "Train.loader.batch_size_per_card=1", "Global.epoch_num=1",
+                 f"Global.save_model_dir={a_file / 'out'}"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("ocrflow train: error: ") and str(a_file) in err[0], err
+    assert "Traceback" not in err[0] and a_file.read_text(encoding="utf-8") == "x"
