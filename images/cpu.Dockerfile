@@ -19,7 +19,7 @@ RUN apt-get update && apt-get install -y --no-install-recommends libglib2.0-0 \
 COPY --from=build /wheels /wheels
 RUN pip install --index-url https://download.pytorch.org/whl/cpu "torch==${TORCH_VERSION}" \
  && echo "torch==${TORCH_VERSION}" > /tmp/constraints.txt \
- && pip install -c /tmp/constraints.txt "$(ls /wheels/ocrflow-*.whl)[pipeline]" \
+ && pip install -c /tmp/constraints.txt "$(ls /wheels/ocrflow-*.whl)[pipeline,tensorboard]" \
  && rm -rf /wheels /tmp/constraints.txt
 COPY manifests/crds/kubeflow.org_pytorchjobs.yaml /opt/ocrflow/manifests/crds/
 COPY configs /opt/ocrflow/configs

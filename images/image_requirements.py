@@ -22,8 +22,10 @@ _HERE = Path(__file__).resolve().parent
 # the repository's, or (in the image build) the copy placed beside this script
 PYPROJECT = _HERE / "pyproject.toml" if (_HERE / "pyproject.toml").is_file() else _HERE.parent / "pyproject.toml"
 ORT_CPU, ORT_GPU = "onnxruntime", "onnxruntime-gpu"
-# extras per image kind; "gpu" without TensorRT takes only the extra's onnxruntime-gpu
-KINDS = {"cpu": ("pipeline",), "gpu": ("pipeline",), "gpu-trt": ("pipeline", "gpu")}
+# extras per image kind; "gpu" without TensorRT takes only the extra's onnxruntime-gpu. Every image
+# has tensorboard, so a config's Global.use_visualdl works in a DAG or PyTorchJob pod too.
+KINDS = {"cpu": ("pipeline", "tensorboard"), "gpu": ("pipeline", "tensorboard"),
+         "gpu-trt": ("pipeline", "tensorboard", "gpu")}
 
 
 def dist_name(req: str) -> str:

@@ -25,6 +25,8 @@ def test_each_image_has_exactly_one_onnxruntime() -> None:
     assert _names("gpu") & ort == {"onnxruntime-gpu"}
     assert _names("gpu-trt") & ort == {"onnxruntime-gpu"}
     assert "tensorrt" in _names("gpu-trt") and "tensorrt" not in _names("gpu")
+    # Global.use_visualdl's writer is in every image (a DAG or PyTorchJob pod may run such a config)
+    assert all("tensorboard" in _names(kind) for kind in ("cpu", "gpu", "gpu-trt"))
     # everything else the CPU image needs is in the GPU images too
     assert _names("cpu") - {"onnxruntime"} <= _names("gpu")
     out = subprocess.run([sys.executable, str(ROOT / "images/image_requirements.py"), "gpu"], capture_output=True,
@@ -45,7 +47,7 @@ def test_dockerfiles_install_those_sets() -> None:
         if "ocrflow-" in cmd:
             assert "--no-deps" in cmd, cmd  # the wheel's own onnxruntime dependency stays out
     cpu_cmds = _pip_commands(ROOT / "images/cpu.Dockerfile")
-    assert any("ocrflow-*.whl)[pipeline]" in c for c in cpu_cmds)  # = requirements("cpu")
+    assert any("ocrflow-*.whl)[pipeline,tensorboard]" in c for c in cpu_cmds)  # = requirements("cpu")
     assert not any("onnxruntime-gpu" in c or "[pipeline,gpu]" in c for c in cpu_cmds)
 
 
