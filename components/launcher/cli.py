@@ -3,6 +3,11 @@
 The flags that describe the job map onto :class:`~components.launcher.pytorchjob.PyTorchJobSpec`
 fields (``dest`` is the field name; the defaults are the dataclass's). The verb joins the
 ``ocrflow`` command through the ``ocrflow.verbs`` entry point (``pyproject.toml``).
+
+Pods are sized per GPU from the model type's measured costs (``resources.py``): ``--model-type``
+when given, else ``Architecture.model_type`` of the ``-c`` config (with the ``-o`` overrides) when
+that path is readable here (the same relative path as in the image, e.g. run from the repo root),
+else ``det``.
 """
 
 from __future__ import annotations
@@ -10,10 +15,13 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+from collections.abc import Sequence
 from dataclasses import MISSING, fields
+from pathlib import Path
 from typing import Any
 
 from components.launcher.pytorchjob import PyTorchJobSpec, build_pytorchjob, to_yaml, train_program
+from components.launcher.resources import MODEL_TYPES
 from components.launcher.validate import validate_pytorchjob
 
 HELP = "Launch training as a Kubernetes PyTorchJob (or print it with --dry-run, or run it locally)."
@@ -70,6 +78,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                "see docs/scaling.md)", type=int)
     _spec_flag(job, "--memory-per-gpu", "memory_per_gpu", "memory per GPU, e.g. 16Gi (default: sized from "
                "the loader workers)")
+    _spec_flag(job, "--model-type", "model_type", "det or rec: whose measured data cost per image and GPU rate "
+               "size the per-GPU defaults (default: Architecture.model_type of the -c config with the -o "
+               "overrides when that file is readable here, else det)", choices=list(MODEL_TYPES), default=None)
     job.add_argument("--elastic", default=None, metavar="MIN:MAX",
                      help="elastic job: between MIN and MAX nodes (c10d rendezvous; --workers becomes MAX); "
                           "a restart after a lost node resumes from the last step checkpoint")
@@ -119,7 +130,35 @@ def spec_from_args(args: argparse.Namespace) -> PyTorchJobSpec:
             values["elastic"]["rdzv_conf"] = rdzv_conf
     elif rdzv_conf:
         raise argparse.ArgumentTypeError("--rdzv-conf needs --elastic")
+    if not values.get("model_type"):
+        values["model_type"] = config_model_type(args.config, args.opt)
+        if values["model_type"] is None:
+            values["model_type"] = _DEFAULTS["model_type"]
+            if (values.get("gpus_per_worker") or 0) > 0:
+                print(f"ocrflow launch: note: cannot read {args.config} here; pods are sized for "
+                      f"{values['model_type']} (pass --model-type for another)", file=sys.stderr)
     return PyTorchJobSpec(program=train_program(args.config, args.opt), **values)
+
+
+def config_model_type(path: str, overrides: Sequence[str] = ()) -> str | None:
+    """``Architecture.model_type`` of the config at ``path`` with ``overrides`` (OpenOCR's
+    ``Global.model_type`` too); None when the file is not here or does not load.
+
+    Only the YAML is read (no validation, no torch): cheap enough for every launch.
+    """
+    if not path or not Path(path).is_file():
+        return None
+    try:
+        from ocr_core.config import load_config, model_type_of
+        from ocr_core.config.schema import normalize_openocr
+        from ocr_core.errors import ConfigError
+    except ImportError:
+        return None
+    try:
+        model_type = model_type_of(normalize_openocr(load_config(path, list(overrides))))
+    except (ConfigError, AttributeError, StopIteration, TypeError, ValueError):
+        return None
+    return model_type if isinstance(model_type, str) else None
 
 
 def parse_elastic(text: str) -> tuple[int, int]:

@@ -167,6 +167,9 @@ class PyTorchJobSpec:
             image x a GPU's training rate); a CPU replica gets 1 core, 4Gi and a 1Gi ``/dev/shm``.
             ``shm_size=""`` mounts none. ``/dev/shm`` is memory and never exceeds the limit.
         cpu_per_gpu, memory_per_gpu: Override the per-GPU sizing.
+        model_type: ``det`` or ``rec`` (:data:`~components.launcher.resources.MODEL_TYPES`): the
+            training config's ``Architecture.model_type``, whose measured data cost per image and
+            GPU rate size the replica (a rec GPU needs ~5 cores, a det one the 12-core cap).
         elastic: ``elasticPolicy`` (snake_case or camelCase keys; ``rdzv_conf`` may be a mapping);
             needs ``workers >= 2``. ``workers`` is then the maximum, Master included; see the
             module docstring for the two settings an elastic job gets.
@@ -190,6 +193,7 @@ class PyTorchJobSpec:
     shm_size: str | None = None
     cpu_per_gpu: int | None = None
     memory_per_gpu: str | None = None
+    model_type: str = "det"
     restart_policy: str = "OnFailure"
     backoff_limit: int | None = 3
     clean_pod_policy: str | None = "None"
@@ -212,8 +216,10 @@ def build_pytorchjob(spec: PyTorchJobSpec) -> dict[str, Any]:
     """Return the PyTorchJob manifest ``spec`` describes (a plain dict, ready for ``CustomObjectsApi``).
 
     Raises:
-        ValueError: an invalid name, replica count, elastic policy or restart policy.
+        ValueError: an invalid name, replica count, elastic policy, restart policy or model type.
     """
+    from components.launcher.resources import MODEL_TYPES
+
     if not _DNS1035.match(spec.name) or len(spec.name) > 63:
         raise ValueError(f"job name {spec.name!r} is not a DNS-1035 label")
     if spec.workers < 1:
@@ -222,6 +228,9 @@ def build_pytorchjob(spec: PyTorchJobSpec) -> dict[str, Any]:
         raise ValueError("an elastic policy needs Worker replicas (workers >= 2)")
     if spec.restart_policy not in ("OnFailure", "Never", "Always", "ExitCode"):
         raise ValueError(f"restart_policy {spec.restart_policy!r} not in OnFailure/Never/Always/ExitCode")
+    if spec.model_type not in MODEL_TYPES:
+        raise ValueError(f"model_type {spec.model_type!r} not in {'/'.join(MODEL_TYPES)} (the training config's "
+                         "Architecture.model_type; it sizes the pod's CPU and memory)")
     if spec.nproc_per_node is not None and spec.nproc_per_node < 1:
         raise ValueError(f"nproc_per_node must be >= 1 (or unset), got {spec.nproc_per_node}")
     clash = sorted(set(spec.env or {}) & set(OPERATOR_ENV))
@@ -333,7 +342,8 @@ def _sized(spec: PyTorchJobSpec) -> PyTorchJobSpec:
     from components.launcher.resources import mebibytes, replica_resources
 
     if spec.gpus_per_worker > 0:
-        r = replica_resources(spec.gpus_per_worker, cpu_per_gpu=spec.cpu_per_gpu, memory_per_gpu=spec.memory_per_gpu)
+        r = replica_resources(spec.gpus_per_worker, model_type=spec.model_type, cpu_per_gpu=spec.cpu_per_gpu,
+                              memory_per_gpu=spec.memory_per_gpu)
         auto = {"cpu": r.cpu, "memory": r.memory, "shm": r.shm}
     else:
         auto = {"cpu": "1", "memory": "4Gi", "shm": "1Gi"}

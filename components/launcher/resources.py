@@ -1,10 +1,12 @@
 """Pod resources that follow the GPUs: CPU cores, memory and /dev/shm per GPU, from measured costs.
 
-A training replica with ``g`` GPUs needs enough loader workers to feed them. The det Train pipeline
-(decode, IaaAugment, 640 crop, border/shrink maps) costs :data:`DET_DATA_MS_PER_IMAGE` ms of one CPU
-core per image; the PP-OCRv3 student trains at :data:`STUDENT_GPU_IMG_S` img/s on one H200 with
-bf16 + channels_last (docs/benchmarks.md, both measured in the same GPU-suite run). Feeding one such
-GPU at full speed takes ``ms/img x img/s / 1000`` cores: the defaults ask for that, capped at
+A training replica with ``g`` GPUs needs enough loader workers to feed them, and what that takes
+depends on the model type (:data:`MODEL_TYPES`). The det Train pipeline (decode, IaaAugment, 640
+crop, border/shrink maps) costs :data:`DET_DATA_MS_PER_IMAGE` ms of one CPU core per image; the
+PP-OCRv3 student trains at :data:`STUDENT_GPU_IMG_S` img/s on one H200 with bf16 + channels_last
+(docs/benchmarks.md, both measured in the same GPU-suite run). A rec word crop costs
+:data:`REC_DATA_MS_PER_IMAGE` ms and SVTR_LCNet trains at :data:`REC_GPU_IMG_S` img/s. Feeding one
+such GPU at full speed takes ``ms/img x img/s / 1000`` cores: the defaults ask for that, capped at
 :data:`MAX_CPU_PER_GPU` (a typical 8-GPU node has 96-128 cores), plus one core for the trainer
 process itself. Memory: the loader workers' prefetched batches and decoded images, per GPU.
 ``/dev/shm`` (a memory-backed emptyDir: DataLoader workers pass batches through it) is counted
@@ -26,6 +28,9 @@ REC_DATA_MS_PER_IMAGE = 1.3  # decode + resize of a word crop, one core (bench/c
 MAX_CPU_PER_GPU = 12
 MIB_PER_WORKER = 512  # prefetch_factor 2 x batch 8 x 640x640 float maps + the decoded source images
 BASE_MEMORY_MIB = 6144  # the trainer: model, optimizer, CUDA context, one dataset copy
+# model type -> (a GPU's training rate in img/s, ms of one core per training image)
+_COSTS = {"det": (STUDENT_GPU_IMG_S, DET_DATA_MS_PER_IMAGE), "rec": (REC_GPU_IMG_S, REC_DATA_MS_PER_IMAGE)}
+MODEL_TYPES = tuple(_COSTS)  # ("det", "rec"): the model types sized here (Architecture.model_type)
 
 
 @dataclass(frozen=True)
@@ -44,12 +49,22 @@ def cores_to_feed(gpu_img_s: float, data_ms_per_image: float) -> float:
     return data_ms_per_image * gpu_img_s / 1000.0
 
 
+def _costs(model_type: str) -> tuple[float, float]:
+    """(img/s per GPU, ms/img/core) of ``model_type``; ValueError for a type not in :data:`MODEL_TYPES`."""
+    if model_type not in _COSTS:
+        raise ValueError(f"model_type {model_type!r}: resources are sized for {' or '.join(MODEL_TYPES)} "
+                         "(Architecture.model_type of the training config)")
+    return _COSTS[model_type]
+
+
 def per_gpu_defaults(model_type: str = "det") -> tuple[int, int]:
-    """(cores, MiB) per GPU from the measured costs (cores capped at :data:`MAX_CPU_PER_GPU`)."""
-    if model_type == "rec":
-        need = cores_to_feed(REC_GPU_IMG_S, REC_DATA_MS_PER_IMAGE)
-    else:
-        need = cores_to_feed(STUDENT_GPU_IMG_S, DET_DATA_MS_PER_IMAGE)
+    """(cores, MiB) per GPU from ``model_type``'s measured costs (cores capped at :data:`MAX_CPU_PER_GPU`).
+
+    Raises:
+        ValueError: a model type not in :data:`MODEL_TYPES`.
+    """
+    gpu_img_s, data_ms = _costs(model_type)
+    need = cores_to_feed(gpu_img_s, data_ms)
     cores = max(2, min(MAX_CPU_PER_GPU, math.ceil(need)))
     return cores, BASE_MEMORY_MIB + cores * MIB_PER_WORKER
 
@@ -70,8 +85,11 @@ def replica_resources(gpus: int, model_type: str = "det", cpu_per_gpu: int | Non
                       memory_per_gpu: str | None = None, shm: str | None = None) -> Resources:
     """Requests for a replica with ``gpus`` GPUs (0: a CPU replica sized as one GPU's worth).
 
+    ``model_type`` (:data:`MODEL_TYPES`) picks the measured data cost and GPU rate the defaults follow.
+
     Raises:
-        ValueError: a non-positive per-GPU value, or a /dev/shm larger than the memory limit.
+        ValueError: an unknown model type, a non-positive per-GPU value, or a /dev/shm larger than
+            the memory limit.
     """
     if gpus < 0:
         raise ValueError(f"gpus must be >= 0, got {gpus}")
@@ -91,10 +109,11 @@ def replica_resources(gpus: int, model_type: str = "det", cpu_per_gpu: int | Non
         raise ValueError(f"/dev/shm ({shm}) is larger than the memory limit ({total_mib}Mi): the emptyDir "
                          "is memory-backed and counts against the limit")
     workers = max(1, cores - 1)
-    note = (f"{n} GPU(s) x {cores} cores ({workers} loader workers/GPU), {mib}Mi/GPU; det data costs "
-            f"{DET_DATA_MS_PER_IMAGE:.0f} ms/img/core, a GPU trains {STUDENT_GPU_IMG_S:.0f} img/s")
+    gpu_img_s, data_ms = _costs(model_type)
+    note = (f"{n} GPU(s) x {cores} cores ({workers} loader workers/GPU), {mib}Mi/GPU; {model_type} data costs "
+            f"{data_ms:.3g} ms/img/core, a GPU trains {gpu_img_s:.0f} img/s")
     return Resources(cpu=str(n * cores + 1), memory=f"{total_mib}Mi", shm=f"{shm_mib}Mi",
                      loader_workers=workers, note=note)
 
 
-__all__ = ["Resources", "cores_to_feed", "mebibytes", "per_gpu_defaults", "replica_resources"]
+__all__ = ["MODEL_TYPES", "Resources", "cores_to_feed", "mebibytes", "per_gpu_defaults", "replica_resources"]

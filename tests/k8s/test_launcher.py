@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import io
 import json
+import math
 import os
 import signal
 import threading
@@ -398,3 +399,76 @@ def test_elastic_builder_keeps_explicit_choices():
     plain = _containers(_job())[0]
     assert "TORCH_DISABLE_SHARE_RDZV_TCP_STORE" not in {e["name"] for e in plain.get("env", [])}
     assert "nprocPerNode" not in _job()["spec"]  # non-elastic jobs are unchanged
+
+
+# --- sizing follows the model type (#16) ---------------------------------------------------------
+def _expected_sizing(model_type, gpus):
+    """cpu/memory/shm a replica gets, worked out from resources.py's measured constants."""
+    from components.launcher import resources as res
+
+    rate, ms = {"det": (res.STUDENT_GPU_IMG_S, res.DET_DATA_MS_PER_IMAGE),
+                "rec": (res.REC_GPU_IMG_S, res.REC_DATA_MS_PER_IMAGE)}[model_type]
+    cores = max(2, min(res.MAX_CPU_PER_GPU, math.ceil(ms * rate / 1000)))
+    mib = gpus * (res.BASE_MEMORY_MIB + cores * res.MIB_PER_WORKER)
+    return str(gpus * cores + 1), f"{mib}Mi", f"{min(mib // 2, gpus * cores * res.MIB_PER_WORKER)}Mi"
+
+
+def _sizing(job, rtype="Master"):
+    (c,) = _containers(job, rtype)
+    (vol,) = job["spec"]["pytorchReplicaSpecs"][rtype]["template"]["spec"]["volumes"]
+    req, lim = c["resources"]["requests"], c["resources"]["limits"]
+    assert req["memory"] == lim["memory"]
+    return req["cpu"], lim["memory"], vol["emptyDir"]["sizeLimit"]
+
+
+def test_rec_job_is_sized_from_the_rec_costs_and_det_is_unchanged():
+    from components.launcher.resources import replica_resources
+
+    rec = _job(name="ocr-rec", gpus_per_worker=1, model_type="rec")
+    assert validate_pytorchjob(rec) == []
+    want = _expected_sizing("rec", 1)
+    r = replica_resources(1, model_type="rec")
+    assert _sizing(rec) == _sizing(rec, "Worker") == want == (r.cpu, r.memory, r.shm)
+    det = _job(gpus_per_worker=1)  # the default model type: det, as before
+    assert validate_pytorchjob(det) == []
+    assert _sizing(det) == _expected_sizing("det", 1) == _sizing(_job(gpus_per_worker=1, model_type="det"))
+    assert int(want[0]) < int(_sizing(det)[0])  # a rec GPU needs far fewer loader cores than a det one
+    assert _sizing(_job(gpus_per_worker=4, model_type="rec")) == _expected_sizing("rec", 4)
+
+
+@pytest.mark.parametrize("bad", ["cls", "Rec", ""])
+def test_unknown_model_type_is_refused(bad):
+    with pytest.raises(ValueError, match=rf"model_type {bad!r} not in det/rec"):
+        _job(gpus_per_worker=1, model_type=bad)
+    with pytest.raises(ValueError, match="model_type"):
+        _job(model_type=bad)  # refused on a CPU replica too, not only where it sizes the pod
+
+
+def test_launch_model_type_flag_and_the_configs_model_type(capsys, tmp_path):
+    from components.launcher.cli import main
+
+    def dry_run(*extra):
+        assert main(["--name", "sized", "--gpus-per-worker", "1", "--dry-run", *extra]) == 0
+        out = capsys.readouterr()
+        return _sizing(yaml.safe_load(out.out)), out.err
+
+    rec_cfg = str(ROOT / "configs/rec/rec_icdar15_train.yml")
+    det_cfg = str(ROOT / "configs/det/det_mv3_db.yml")
+    assert dry_run("-c", rec_cfg) == (_expected_sizing("rec", 1), "")  # read from Architecture.model_type
+    assert dry_run("-c", det_cfg)[0] == _expected_sizing("det", 1)
+    assert dry_run("-c", det_cfg, "-o", "Architecture.model_type=rec")[0] == _expected_sizing("rec", 1)
+    assert dry_run("-c", rec_cfg, "--model-type", "det")[0] == _expected_sizing("det", 1)  # the flag wins
+    openocr = tmp_path / "openocr.yml"  # OpenOCR keeps it under Global
+    openocr.write_text("Global:\n  model_type: rec\n  output_dir: ./out\nArchitecture:\n  algorithm: SVTR\n")
+    assert dry_run("-c", str(openocr))[0] == _expected_sizing("rec", 1)
+    # a config only inside the image: det, said on stderr; --model-type sizes it
+    sizing, err = dry_run("-c", "configs/only/in/the/image.yml")
+    assert sizing == _expected_sizing("det", 1) and "--model-type" in err
+    assert dry_run("-c", "configs/only/in/the/image.yml", "--model-type", "rec") == (_expected_sizing("rec", 1), "")
+    with pytest.raises(SystemExit):
+        main(["-c", rec_cfg, "--name", "sized", "--model-type", "cls", "--dry-run"])
+    assert "invalid choice: 'cls'" in capsys.readouterr().err
+    other = tmp_path / "cls.yml"
+    other.write_text("Architecture:\n  model_type: cls\n")
+    assert main(["-c", str(other), "--name", "sized", "--gpus-per-worker", "1", "--dry-run"]) == 2
+    assert "model_type 'cls' not in det/rec" in capsys.readouterr().err
