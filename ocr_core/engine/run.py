@@ -13,9 +13,6 @@ from __future__ import annotations
 
 import logging
 import random
-import signal
-import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,13 +27,14 @@ from ocr_core.config import dump_config, load_charset, model_type_of, parse_glob
 from ocr_core.config.schema import GlobalConfig, OptimizerConfig
 from ocr_core.data.label_quality import report_label_quality
 from ocr_core.data.loader import build_dataloader, set_loader_epoch
-from ocr_core.engine.distributed import DistInfo, all_reduce_sum, barrier, cleanup, init_distributed, unwrap
+from ocr_core.engine.distributed import DistInfo, barrier, cleanup, init_distributed, unwrap
 from ocr_core.engine.fast_path import apply_fast_path
 from ocr_core.engine.loop import StepSettings, StepState, evaluate, train_one_epoch
 from ocr_core.engine.optim import build_optimizer
 from ocr_core.engine.resume import adapt_pretrained_state, load_for_run, save, start_epoch
+from ocr_core.engine.stopping import agreed, on_sigterm, time_budget
 from ocr_core.errors import ConfigError, Preempted
-from ocr_core.observability.logging import setup_logger
+from ocr_core.observability.logging import drop_held_records, hold_records, open_held_log, setup_logger
 from ocr_core.observability.metrics import TrainingMetrics
 from ocr_core.observability.visualize import make_eval_visualizer
 from ocr_core.registry import check_dataclass
@@ -104,42 +102,11 @@ class Run:
     steps_per_epoch: int = 0  # optimizer steps per epoch on each rank
 
 
-class _PendingLog(logging.Handler):
-    """Holds a training run's first records until its checks pass and ``train.log`` opens."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-
-def _take_pending_log() -> list[logging.LogRecord] | None:
-    """Remove the holding handler; the records it held (``None``: no handler, the log is open)."""
-    logger = logging.getLogger("ocrflow")
-    pending = [h for h in logger.handlers if isinstance(h, _PendingLog)]
-    for h in pending:
-        logger.removeHandler(h)
-    return [r for h in pending for r in h.records] if pending else None
-
-
-def _open_train_log(run: Run) -> None:
-    """Create ``<save_model_dir>/train.log`` with the records held since :func:`prepare`."""
-    records = _take_pending_log()
-    if records is None:
-        return
-    logger = setup_logger(run.save_dir / "train.log", run.dist.rank)
-    for fh in (h for h in logger.handlers if isinstance(h, logging.FileHandler)):
-        for record in records:
-            fh.handle(record)
-
-
 def prepare(cfg: dict[str, Any], mode: str = "train", open_log: bool = True) -> Run:
     """Validate, set up logging/distributed/devices and build the model and data.
 
-    ``open_log=False`` (``train``): ``train.log`` (and save_model_dir) is created by
-    :func:`_open_train_log` once the run's checks pass; its records are held until then.
+    ``open_log=False`` (``train``): ``train.log`` (and save_model_dir) is created once the run's
+    checks pass (:func:`~ocr_core.observability.logging.open_held_log`); its records are held until then.
     """
     cfg = resolve_config(cfg)
     g = parse_global(cfg)
@@ -149,7 +116,7 @@ def prepare(cfg: dict[str, Any], mode: str = "train", open_log: bool = True) -> 
     opens = (mode == "train" and open_log) or (mode != "train" and save_dir.is_dir())
     setup_logger(save_dir / log_name if opens else None, dist_info.rank)
     if mode == "train" and not open_log:
-        logging.getLogger("ocrflow").addHandler(_PendingLog())
+        hold_records()
     if g.num_threads:
         torch.set_num_threads(g.num_threads)
     seed_everything(g.seed + dist_info.rank)
@@ -239,41 +206,19 @@ def train(cfg: dict[str, Any], hooks: TrainHooks | None = None) -> dict[str, Any
     try:
         run = prepare(cfg, "train", open_log=False)  # a run its checks refuse leaves no file behind
     except BaseException:
-        _take_pending_log()  # refused: nothing was written, the held records go
+        drop_held_records()  # refused: nothing was written, the held records go
         raise
     if hooks is not None:
         run.hooks = hooks
-    restore = _on_sigterm(run)
+    restore = on_sigterm(run)
     try:
         return _train(run)
     finally:
-        _take_pending_log()  # refused before train.log opened: the held records go
+        drop_held_records()  # refused before train.log opened: the held records go
         restore()
         if run.telemetry is not None:
             run.telemetry.close()
         cleanup()
-
-
-def _on_sigterm(run: Run) -> Callable[[], None]:
-    """SIGTERM (Kubernetes eviction / preemption) asks the run to stop at the next step boundary.
-
-    Returns the function that puts the previous handler back. A no-op off the main thread (signal
-    handlers can only be set there).
-    """
-    if threading.current_thread() is not threading.main_thread():
-        return lambda: None
-
-    def handler(signum: int, frame: Any) -> None:
-        if not run.preempted:
-            log.warning("SIGTERM: stopping at the next step boundary; saving latest")
-        run.preempted = True
-
-    previous = signal.signal(signal.SIGTERM, handler)
-
-    def restore() -> None:
-        signal.signal(signal.SIGTERM, previous)
-
-    return restore
 
 
 def _train(run: Run) -> dict[str, Any]:
@@ -281,7 +226,7 @@ def _train(run: Run) -> dict[str, Any]:
     if g.save_step_interval is not None and g.save_step_interval < 1:
         raise ConfigError(f"must be >= 1 (or unset), got {g.save_step_interval}", "Global.save_step_interval")
     _build_loaders(run, with_train=True)  # batch size and data checks
-    _open_train_log(run)  # the checks passed: save_model_dir and train.log (with the lines so far)
+    open_held_log(run.save_dir / "train.log", run.dist.rank)  # the checks passed: save_model_dir and train.log (with the lines so far)
     if run.dist.is_main:
         dump_config(run.cfg, run.save_dir / "config.yml")
         report_label_quality(run.train_dataset, run.save_dir, log)  # into train.log and the report
@@ -310,14 +255,14 @@ def _train(run: Run) -> dict[str, Any]:
     run.telemetry = TrainingMetrics.for_run(run)  # serves /metrics when a port is configured
     last_eval_step = -1
     stop = False
-    out_of_time = _time_budget(g.max_train_seconds, run.dist)
+    out_of_time = time_budget(g.max_train_seconds, run.dist)
 
     def after_step(state: StepState, logs: dict[str, float]) -> bool:
         nonlocal last_eval_step, stop
         if run.eval_loader is not None and _eval_due(g, state.global_step):
             run_eval_and_track(run)
             last_eval_step = state.global_step
-        if _agreed(run, run.preempted):
+        if agreed(run, run.preempted):
             _save(run, "latest", mid_epoch=True)
             barrier()
             raise Preempted(f"SIGTERM at epoch {state.epoch}, global_step {state.global_step}: saved "
@@ -363,33 +308,6 @@ def _train(run: Run) -> dict[str, Any]:
     log.info("done: global_step %d, best %s", run.state.global_step, run.state.best_metric)
     return {"global_step": run.state.global_step, "epoch": run.state.epoch, "best_metric": run.state.best_metric,
             "last_epoch": epoch_logs, "history": run.history, "save_dir": str(run.save_dir)}
-
-
-def _agreed(run: Run, flag: bool) -> bool:
-    """True on every rank when any rank has ``flag`` (one small all-reduce per step under DDP)."""
-    if not run.dist.enabled:
-        return flag
-    return bool(all_reduce_sum({"flag": float(flag)}, run.dist.device)["flag"])
-
-
-def _time_budget(limit_s: float | None, dist_info: DistInfo) -> Any:
-    """``() -> bool``: True once training ran ``limit_s`` seconds (every rank agrees on the same step)."""
-    if limit_s is None:
-        return lambda: False
-    t0 = time.monotonic()
-    said = False
-
-    def over() -> bool:
-        nonlocal said
-        flag = float(time.monotonic() - t0 > limit_s)
-        if dist_info.enabled:  # one rank's clock must not leave the others waiting in a collective
-            flag = all_reduce_sum({"over": flag}, dist_info.device)["over"]
-        if flag and not said:
-            said = True
-            log.warning("Global.max_train_seconds=%g reached: stopping at this step", limit_s)
-        return bool(flag)
-
-    return over
 
 
 def global_batch_size(cfg: dict[str, Any], world_size: int, grad_accum_steps: int = 1) -> int:

@@ -26,3 +26,40 @@ def setup_logger(log_file: str | Path | None = None, rank: int = 0, level: int =
         fh.setFormatter(logging.Formatter(_FMT, "%Y-%m-%d %H:%M:%S"))
         logger.addHandler(fh)
     return logger
+
+
+class _Held(logging.Handler):
+    """Keeps the records logged before a run's log file may be created (:func:`hold_records`)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def hold_records() -> None:
+    """Keep the ``ocrflow`` logger's records (the console still shows them) until :func:`open_held_log`
+    writes them into the log file, or :func:`drop_held_records` discards them (a refused run leaves no file)."""
+    logging.getLogger("ocrflow").addHandler(_Held())
+
+
+def drop_held_records() -> list[logging.LogRecord] | None:
+    """Stop holding; the records held (``None``: nothing was held, the log file is open or never was)."""
+    logger = logging.getLogger("ocrflow")
+    held = [h for h in logger.handlers if isinstance(h, _Held)]
+    for h in held:
+        logger.removeHandler(h)
+    return [r for h in held for r in h.records] if held else None
+
+
+def open_held_log(log_file: str | Path, rank: int = 0) -> None:
+    """Create ``log_file`` (rank 0) starting with the held records; a no-op when nothing is held."""
+    records = drop_held_records()
+    if records is None:
+        return
+    logger = setup_logger(log_file, rank)
+    for fh in (h for h in logger.handlers if isinstance(h, logging.FileHandler)):
+        for record in records:
+            fh.handle(record)
