@@ -357,7 +357,7 @@ def build_shard_loader(dataset: IterableDataset, loader_cfg: Any, rank: int, wor
     Raises:
         ConfigError: for an iterable dataset that is not a ShardDataSet.
     """
-    from ocr_core.data.loader import collate_batch, seed_worker
+    from ocr_core.data.collate import collate_batch, seed_worker
 
     if not isinstance(dataset, ShardDataSet):
         raise ConfigError(f"{type(dataset).__name__} is iterable; only ShardDataSet is supported as one", "dataset")

@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 from ocr_core.data import image_io
-from ocr_core.engine.infer import destinations, draw_polys, list_images, paddle_line
+from ocr_core.engine.infer_output import destinations, draw_polys, list_images, paddle_line
 from ocr_core.errors import ConfigError, DataError
 from ocr_core.progress import progress
 
