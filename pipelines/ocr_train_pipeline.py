@@ -66,9 +66,10 @@ DATA_RETRIES = 2
 
 def check_arguments(params: Mapping[str, Any]) -> None:
     """Reject run arguments the DAG cannot run, before anything starts (``ConfigError`` naming the
-    parameter). On a cluster the first step (``ingest``) checks the same, ``build shards`` its ``data_format``."""
+    parameter). On a cluster the first step (``ingest``) checks the same, ``build shards`` its ``data_format``,
+    each ``train`` step ``workers``/``min_workers``."""
     from components.steps.data import check_data_format
-    from components.steps.train import check_det_recipe
+    from components.steps.train import check_det_recipe, check_elastic
     from ocr_core.export.checked import check_format
 
     defaults = inspect.signature(ocr_train_pipeline.pipeline_func).parameters
@@ -79,6 +80,7 @@ def check_arguments(params: Mapping[str, Any]) -> None:
     check_det_recipe(value("det_recipe"), value("det_teacher_init_uri"))
     check_format(value("export_format"), "export_format")
     check_data_format(value("data_format"))
+    check_elastic(value("workers"), value("min_workers"))
 
 
 def _platform(task: dsl.PipelineTask, display: str) -> dsl.PipelineTask:
@@ -129,6 +131,7 @@ def ocr_train_pipeline(
     det_teacher_init_uri: str = "",
     epochs: int = 0,
     workers: int = 1,
+    min_workers: int = 0,
     gpus: int = 0,
     launcher: str = "local",
     max_error_ratio: float = 0.0,
@@ -149,8 +152,8 @@ def ocr_train_pipeline(
     # data_format=shards: shard sets the training steps stream instead of staging the dataset (files: a no-op)
     shards = _platform(build_shards(dataset=dataset, data_format=data_format), "build shards").after(val)
     shards.set_retry(num_retries=DATA_RETRIES, backoff_duration="10s", backoff_factor=2.0)
-    common = dict(store_root=store_root, launcher=launcher, workers=workers, gpus=gpus, epochs=epochs,
-                  s3_secret=OBJECT_STORE_SECRET, namespace=namespace, shards=shards.outputs["shards"])
+    common = dict(store_root=store_root, launcher=launcher, workers=workers, min_workers=min_workers, gpus=gpus,
+                  epochs=epochs, s3_secret=OBJECT_STORE_SECRET, namespace=namespace, shards=shards.outputs["shards"])
 
     # --- recognition branch
     lmdb = _platform(build_lmdb(dataset=dataset), "build LMDB (rec)").after(val)

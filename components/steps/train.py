@@ -39,6 +39,12 @@ if TYPE_CHECKING:
 LAUNCHERS = ("local", "kubernetes", "inprocess")
 DET_RECIPES = ("finetune", "cml")  # the training DAG's det_recipe values (pipelines/ocr_train_pipeline.py)
 TEACHER_KEY = "Architecture.Models.Teacher.pretrained"
+SAVE_STEP_KEY = "Global.save_step_interval"
+# An elastic step's step-checkpoint interval when neither its config nor its overrides set one: a node
+# lost (or joining) mid-epoch costs at most this many optimizer steps. At the measured rates
+# (docs/scaling.md: det data-bound at ~169 img/s per GPU, batch 8; rec 3260 img/s, batch 64) that is
+# under a minute of training, while one save (+ its background upload) costs 0.5-4 s.
+ELASTIC_SAVE_STEP_INTERVAL = 1000
 
 
 def check_det_recipe(det_recipe: str, det_teacher_init_uri: str = "") -> None:
@@ -54,6 +60,64 @@ def check_det_recipe(det_recipe: str, det_teacher_init_uri: str = "") -> None:
                           "the DML teacher's roles (an extracted DML teacher, the official distillation weights "
                           "converted with `ocrflow weights import-paddle`, or ImageNet backbones); "
                           "or use det_recipe=finetune")
+
+
+def check_elastic(workers: int, min_workers: int) -> None:
+    """Fail fast on a ``min_workers`` the DAG cannot run (``ConfigError`` naming the parameter).
+
+    ``min_workers`` 0 is a fixed-size job of ``workers`` nodes; 0 < ``min_workers`` < ``workers``
+    makes each training step an elastic PyTorchJob that keeps training on ``min_workers`` to
+    ``workers`` nodes (:func:`elastic_policy`).
+    """
+    if min_workers < 0:
+        raise ConfigError(f"min_workers must be >= 0 (0: a fixed-size job of `workers` nodes), got {min_workers}")
+    if min_workers == 0:
+        return
+    if workers < 2:
+        raise ConfigError(f"min_workers={min_workers} needs workers >= 2 (an elastic job runs between min_workers "
+                          f"and workers nodes), got workers={workers}; or use min_workers=0")
+    if min_workers > workers:
+        raise ConfigError(f"min_workers={min_workers} is more than workers={workers} (the elastic job's maximum); "
+                          "min_workers must be below workers")
+    if min_workers == workers:
+        raise ConfigError(f"min_workers={min_workers} equals workers: the job could never shrink, so elastic means "
+                          "nothing; use min_workers=0 (a fixed-size job) or a min_workers below workers")
+
+
+def elastic_policy(min_workers: int, workers: int) -> dict[str, Any] | None:
+    """The PyTorchJob ``elasticPolicy`` (:attr:`PyTorchJobSpec.elastic`) of a step with these
+    ``min_workers``/``workers``; None when ``min_workers`` is 0 (a fixed-size job).
+
+    It is exactly what ``ocrflow launch --elastic MIN:MAX`` builds (the launcher's own
+    ``spec_from_args``: c10d rendezvous, its ``--max-restarts`` default), so a DAG step and a job
+    launched by hand get the same policy.
+    """
+    check_elastic(workers, min_workers)
+    if not min_workers:
+        return None
+    from components.launcher.cli import add_arguments, spec_from_args
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(["-c", "-", "--name", "elastic", "--namespace", "-",
+                              "--elastic", f"{min_workers}:{workers}"])
+    return dict(spec_from_args(args).elastic or {})
+
+
+def with_step_checkpoints(config: str, overrides: Sequence[str]) -> list[str]:
+    """``overrides`` plus ``Global.save_step_interval`` = :data:`ELASTIC_SAVE_STEP_INTERVAL` unless the
+    overrides or the config file set it (an elastic job resumes the survivors from the last step
+    checkpoint after a resize; without one, from the last epoch's end). An override that sets it,
+    ``null`` included, is kept as the user's choice."""
+    from ocr_core.config import load_config
+
+    if any(o.partition("=")[0].strip() == SAVE_STEP_KEY for o in overrides):
+        return list(overrides)
+    if load_config(resolve_config(config))["Global"].get("save_step_interval") is not None:
+        return list(overrides)
+    log.info("elastic training: %s=%d (step checkpoints to resume from after a resize; set %s in the step's "
+             "overrides to choose another)", SAVE_STEP_KEY, ELASTIC_SAVE_STEP_INTERVAL, SAVE_STEP_KEY)
+    return [*overrides, f"{SAVE_STEP_KEY}={ELASTIC_SAVE_STEP_INTERVAL}"]
 
 
 # ------------------------------------------------------------------------------ the stage plan
@@ -132,9 +196,39 @@ def worker_program(config: str, overrides: Sequence[str], plan: StagePlan, out_u
     return [*prog, "--", "-c", config, *(["-o", *overrides] if overrides else [])]
 
 
+def training_job(program: list[str], *, name: str, workers: int, gpus: int, min_workers: int = 0,
+                 model_type: str = "det", image: str | None = None, namespace: str = "",
+                 secret: str = "") -> dict[str, Any]:
+    """The PyTorchJob ``run_workers(launcher="kubernetes")`` submits: ``workers`` replicas (Master
+    included) running ``program``, sized for ``model_type`` (det or rec: the step's stage plan); with
+    0 < ``min_workers`` < ``workers`` an elastic job (:func:`elastic_policy`) that trains on
+    ``min_workers`` to ``workers`` of them."""
+    from components.launcher.pytorchjob import (
+        DEFAULT_IMAGE,
+        PyTorchJobSpec,
+        build_pytorchjob,
+        current_namespace,
+    )
+
+    env = {k: v for k, v in os.environ.items() if k.startswith("OCRFLOW_S3_") or k == "AWS_REGION"}
+    return build_pytorchjob(PyTorchJobSpec(
+        name, program, namespace=namespace or current_namespace(), image=image or DEFAULT_IMAGE, workers=workers,
+        gpus_per_worker=gpus, model_type=model_type, env=env, secret_name=secret or None,
+        elastic=elastic_policy(min_workers, workers)))
+
+
 def run_workers(program: list[str], *, launcher: str, workers: int, gpus: int, name: str,
-                image: str | None = None, namespace: str = "", secret: str = "") -> None:
-    """Run ``program`` on ``workers`` nodes: loopback processes, a PyTorchJob, or in this process."""
+                image: str | None = None, namespace: str = "", secret: str = "", min_workers: int = 0,
+                model_type: str = "det") -> None:
+    """Run ``program`` on ``workers`` nodes: loopback processes, a PyTorchJob, or in this process.
+
+    ``min_workers`` > 0 makes the PyTorchJob elastic (``min_workers`` to ``workers`` nodes); the
+    ``local`` and ``inprocess`` launchers run a fixed number of nodes and only say so.
+    """
+    if min_workers and launcher != "kubernetes":
+        check_elastic(workers, min_workers)
+        log.info("min_workers=%d: only launcher=kubernetes runs elastic jobs; launcher=%s runs a fixed size",
+                 min_workers, launcher)
     if launcher == "inprocess":
         rc = worker_main(program[3:])
         if rc:
@@ -146,33 +240,29 @@ def run_workers(program: list[str], *, launcher: str, workers: int, gpus: int, n
         log.info("local job: %d node(s), %.1fs", res.nnodes, res.duration_s)
     elif launcher == "kubernetes":
         from components.launcher.client import launch_and_wait
-        from components.launcher.pytorchjob import (
-            DEFAULT_IMAGE,
-            PyTorchJobSpec,
-            build_pytorchjob,
-            current_namespace,
-        )
 
-        env = {k: v for k, v in os.environ.items() if k.startswith("OCRFLOW_S3_") or k == "AWS_REGION"}
-        launch_and_wait(build_pytorchjob(PyTorchJobSpec(
-            name, program, namespace=namespace or current_namespace(), image=image or DEFAULT_IMAGE, workers=workers,
-            gpus_per_worker=gpus,
-            env=env, secret_name=secret or None)))
+        launch_and_wait(training_job(program, name=name, workers=workers, gpus=gpus, min_workers=min_workers,
+                                     model_type=model_type, image=image, namespace=namespace, secret=secret))
     else:
         raise ValueError(f"launcher must be one of {LAUNCHERS}, got {launcher!r}")
 
 
 def launch_training_step(config: str, overrides: Sequence[str], plan: StagePlan, run_root: str, step: str, *,
                          launcher: str = "local", workers: int = 1, gpus: int = 0, epochs: int = 0,
-                         image: str | None = None, namespace: str = "", secret: str = "") -> Manifest:
+                         image: str | None = None, namespace: str = "", secret: str = "",
+                         min_workers: int = 0) -> Manifest:
     """Train ``config`` on the prefixes of ``plan``; checkpoints land in ``<run_root>/runs/<key>/<step>``.
 
     The key is content-derived, so a retried or re-run step with the same inputs resumes from
-    (or, when finished, reuses) the same prefix.
+    (or, when finished, reuses) the same prefix. ``min_workers`` > 0 (below ``workers``): an elastic
+    PyTorchJob, with step checkpoints (:func:`with_step_checkpoints`) unless the step sets its own.
     """
+    check_elastic(workers, min_workers)
     overrides = list(overrides) + ([f"Global.epoch_num={epochs}"] if epochs > 0 else [])
     if gpus <= 0:
         overrides.append("Global.use_gpu=false")
+    if min_workers:
+        overrides = with_step_checkpoints(config, overrides)
     inputs = {**plan.uris(), **({"shards": plan.shards} if plan.shards else {})}
     digests = {n: read_manifest(u).digest() for n, u in inputs.items()}
     key = train_key(config, overrides, plan, digests, epochs, workers)
@@ -182,7 +272,8 @@ def launch_training_step(config: str, overrides: Sequence[str], plan: StagePlan,
         return read_manifest(out_uri)
     name = f"ocrflow-{step.replace('_', '-')}-{key[:8]}"
     run_workers(worker_program(resolve_config(config), overrides, plan, out_uri), launcher=launcher, workers=workers,
-                gpus=gpus, name=name, image=image, namespace=namespace, secret=secret)
+                gpus=gpus, name=name, image=image, namespace=namespace, secret=secret, min_workers=min_workers,
+                model_type=plan.model_type)
     return read_manifest(out_uri)
 
 

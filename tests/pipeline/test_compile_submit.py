@@ -101,6 +101,23 @@ def test_build_shards_feeds_every_training_step(compiled: str) -> None:
         assert comps[comp]["outputDefinitions"]["artifacts"]["report"]["artifactType"]["schemaTitle"] == "system.HTML"
 
 
+def test_min_workers_reaches_every_training_step(compiled: str) -> None:
+    """min_workers (default 0: fixed-size jobs, as before) goes from the pipeline parameter to every train
+    task, rec and each det recipe's, which make their PyTorchJobs elastic when 0 < min_workers < workers."""
+    spec = next(yaml.safe_load_all(compiled))
+    s, comps, root = structure(compiled), spec["components"], spec["root"]["dag"]["tasks"]
+    assert s["params"]["min_workers"] == {"type": "NUMBER_INTEGER", "default": 0.0}
+    assert s["params"]["workers"] == {"type": "NUMBER_INTEGER", "default": 1.0}
+    trains = {name: t for dag in [root, *(c["dag"]["tasks"] for c in comps.values() if "dag" in c)]
+              for name, t in dag.items() if t["componentRef"]["name"].startswith("comp-train")}
+    assert sorted(trains) == ["train", "train-2", "train-3", "train-4"]
+    for name, t in trains.items():
+        src = t["inputs"]["parameters"]["min_workers"]["componentInputParameter"]
+        assert src in ("min_workers", "pipelinechannel--min_workers"), name
+        comp = comps[t["componentRef"]["name"]]["inputDefinitions"]["parameters"]["min_workers"]
+        assert comp == {"defaultValue": 0.0, "isOptional": True, "parameterType": "NUMBER_INTEGER"}
+
+
 def test_det_recipe_branches_and_oneof(compiled: str) -> None:
     """dsl.If/dsl.Else on det_recipe; dsl.OneOf of the model URI each branch returns feeds adopt-model."""
     spec = next(yaml.safe_load_all(compiled))
