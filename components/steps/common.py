@@ -42,7 +42,7 @@ def scratch(name: str) -> Path:
     return Path(tempfile.mkdtemp(prefix=f"ocrflow-{name}-", dir=root))
 
 
-def resolve_config(config: str) -> str:
+def find_config_file(config: str) -> str:
     """A config path as given when it exists, else relative to the source tree (or image workdir)."""
     for cand in (Path(config), REPO_ROOT / config, Path("/opt/ocrflow") / config):
         if cand.is_file():
@@ -54,7 +54,7 @@ def config_digest(config: str, overrides: Sequence[str] = ()) -> str:
     """Hash of the resolved config (file + overrides), as ``ocr_core.config.config_hash``."""
     from ocr_core.config import config_hash, load_config
 
-    return config_hash(load_config(resolve_config(config), list(overrides)))
+    return config_hash(load_config(find_config_file(config), list(overrides)))
 
 
 def layered_config(source: str | os.PathLike[str] | Mapping[str, Any],

@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from components.steps.common import config_digest, content_key, layered_config, log, resolve_config, scratch
+from components.steps.common import config_digest, content_key, find_config_file, layered_config, log, scratch
 from components.steps.data import data_settings, shard_dataset_config
 from components.steps.train_hooks import FAULT_ENV, CheckpointUploader, combine_hooks, install_fault
 from ocr_core.errors import ConfigError, OCRFlowError, Preempted
@@ -113,7 +113,7 @@ def with_step_checkpoints(config: str, overrides: Sequence[str]) -> list[str]:
 
     if any(o.partition("=")[0].strip() == SAVE_STEP_KEY for o in overrides):
         return list(overrides)
-    if load_config(resolve_config(config))["Global"].get("save_step_interval") is not None:
+    if load_config(find_config_file(config))["Global"].get("save_step_interval") is not None:
         return list(overrides)
     log.info("elastic training: %s=%d (step checkpoints to resume from after a resize; set %s in the step's "
              "overrides to choose another)", SAVE_STEP_KEY, ELASTIC_SAVE_STEP_INTERVAL, SAVE_STEP_KEY)
@@ -271,7 +271,7 @@ def launch_training_step(config: str, overrides: Sequence[str], plan: StagePlan,
         log.info("%s: reusing the finished run at %s", step, out_uri)
         return read_manifest(out_uri)
     name = f"ocrflow-{step.replace('_', '-')}-{key[:8]}"
-    run_workers(worker_program(resolve_config(config), overrides, plan, out_uri), launcher=launcher, workers=workers,
+    run_workers(worker_program(find_config_file(config), overrides, plan, out_uri), launcher=launcher, workers=workers,
                 gpus=gpus, name=name, image=image, namespace=namespace, secret=secret, min_workers=min_workers,
                 model_type=plan.model_type)
     return read_manifest(out_uri)

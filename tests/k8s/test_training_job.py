@@ -20,7 +20,7 @@ import pytest
 import torch
 
 from components.launcher.pytorchjob import PyTorchJobSpec, build_pytorchjob
-from components.steps.common import resolve_config
+from components.steps.common import find_config_file
 from components.steps.data import DET_LABEL
 from components.steps.train import FAULT_ENV, stage_plan, worker_program
 from tests.integration.det_fixtures import make_det_split
@@ -74,7 +74,7 @@ def secret_cluster(cluster, s3):
 def _job(name: str, data_uri: str, out_uri: str, work: Path, overrides: list[str] = (),
          env: dict[str, str] | None = None, **kw: Any) -> dict[str, Any]:
     """What ``run_workers(launcher="kubernetes")`` builds, plus per-test env."""
-    program = worker_program(resolve_config(CONFIG), [*TINY, *overrides], stage_plan("det", data_uri), out_uri)
+    program = worker_program(find_config_file(CONFIG), [*TINY, *overrides], stage_plan("det", data_uri), out_uri)
     pod_env = {"OCRFLOW_S3_ENDPOINT": os.environ["OCRFLOW_S3_ENDPOINT"], "AWS_REGION": os.environ["AWS_REGION"],
                "OMP_NUM_THREADS": "1", "OCRFLOW_WORK_DIR": str(work), **(env or {})}
     return build_pytorchjob(PyTorchJobSpec(name, program, workers=2, env=pod_env, secret_name=SECRET, **kw))
