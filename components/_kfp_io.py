@@ -38,9 +38,23 @@ def write_json(artifact: Any, data: Mapping[str, Any]) -> None:
 # One naming for every Metrics artifact, so the KFP UI's run-compare view lines runs up:
 # ``[<model>_]<metric>``: the metric is the evaluator's own key (det: precision/recall/hmean, rec:
 # acc/norm_edit_dis, both fps), the prefix says whose number it is; the export parity gate is parity_*.
-# tests/pipeline/test_ui_artifacts.py drives every component that logs metrics and checks the keys.
+# tests/pipeline/test_ui_artifacts.py drives every component that logs metrics (every Output[Metrics]
+# of components/*.py) and checks each key: this naming, or one of COUNTERS.
 METRIC_NAMES = ("hmean", "precision", "recall", "acc", "norm_edit_dis", "fps", "parity_max_abs_diff", "parity_passed")
 MODEL_PREFIXES = ("candidate", "off_the_shelf", "production", "start", "champion", "eager", "onnx", "tensorrt")
+# The keys outside that naming, all of them: not comparison metrics (no model's score to line up
+# against another run's), but a step's counters and decisions and the dataset's own counts. Their
+# names are fixed, so the run-compare view still shows them side by side.
+COUNTERS = (
+    "global_step", "best_epoch", "best_step",  # train: where the best checkpoint is (best_metric's other keys)
+    "margin", "required_margin", "publish",  # gate: the publish decision and what it was measured against
+    "is_new",  # check_new_data: the retrain decision (1.0 new data, 0.0 the production model's data)
+    # validate_data (components.steps.data.validate_dataset): per label file ({det,rec}_{train,test}) its
+    # lines and bad lines (det also its boxes), and bad lines / lines over all of them
+    "det_train_lines", "det_train_bad_lines", "det_train_boxes", "det_test_lines", "det_test_bad_lines",
+    "det_test_boxes", "rec_train_lines", "rec_train_bad_lines", "rec_test_lines", "rec_test_bad_lines",
+    "error_ratio",
+)
 # KFP UI: the Markdown viewer truncates past 50 * 1000 * 8 characters (frontend MarkdownViewer.tsx,
 # MAX_MARKDOWN_STR_LENGTH); the HTML viewer (an iframe srcdoc) has no limit of its own: ours is 2 MB.
 MARKDOWN_MAX_CHARS = 400_000

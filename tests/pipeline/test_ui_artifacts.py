@@ -1,12 +1,16 @@
 """What the Kubeflow UI shows: every component's Markdown/HTML report and Metrics keys.
 
 The components that write reports or metrics (evaluate det/rec, system eval, gate, export, export
-start, train: its HTML artifact is the run's own ``report.html``) run here as plain functions (``component.python_func``) with their heavy step
-functions stubbed, so what they write is exactly what a run writes. Checked: reports are
+start, train: its HTML artifact is the run's own ``report.html``; check new data, validate data) run
+here as plain functions (``component.python_func``) with their heavy step functions stubbed, so what
+they write is exactly what a run writes (export start runs its real content-keyed step around the
+stubbed export; check new data and validate data run their real steps on a tiny local dataset, only
+the production pointer stubbed). Checked: reports are
 self-contained (no URL the UI's sandboxed iframe would fetch, pictures inlined as ``data:`` URIs,
 under the UI's size limits), render in a real headless browser (Debian's chromium: DOM holds the
-numbers, the screenshot is not blank), and every Metrics key follows the one naming of
-``components/_kfp_io.py`` so the run-compare view lines runs up.
+numbers, the screenshot is not blank), and every Metrics key (of every component with an
+``Output[Metrics]``) follows the one naming of ``components/_kfp_io.py`` so the run-compare view
+lines runs up, or is one of its ``COUNTERS``; the numbers logged are the ones the stubs fed in.
 """
 
 from __future__ import annotations
@@ -25,7 +29,8 @@ import pytest
 from components import _kfp_io
 
 CHROMIUM = "/usr/bin/chromium"
-COUNTERS = {"global_step", "best_epoch", "best_step", "margin", "required_margin", "publish"}
+COMPONENTS = Path(__file__).resolve().parents[2] / "components"
+START_DET = {"precision": 0.5625, "recall": 0.25, "hmean": 0.34615, "fps": 7.5}  # the start model's eager Eval
 
 
 class FakeArtifact:
@@ -57,6 +62,27 @@ def training_run(save_dir: Path) -> Path:
     return training_report(save_dir)
 
 
+def tiny_dataset(root: Path) -> Path:
+    """A converted dataset (components/steps/data.py's layout) of 48x32 pictures: det/train 3 lines (one
+    without a tab), 3 boxes; det/test 1 line, 2 boxes; rec/train 3 lines; rec/test 2 lines (one names
+    a missing picture). 9 lines, 2 bad."""
+    import cv2
+
+    box = '{{"transcription": "{t}", "points": [[{x}, 4], [{x2}, 4], [{x2}, 20], [{x}, 20]]}}'
+    one, two = f"[{box.format(t='AB', x=2, x2=20)}]", f"[{box.format(t='AB', x=2, x2=20)}, {box.format(t='CD', x=24, x2=44)}]"
+    files = {"det/train_label.txt": [f"det/train/images/a.jpg\t{one}", f"det/train/images/b.jpg\t{two}", "no tab here"],
+             "det/test_label.txt": [f"det/test/images/c.jpg\t{two}"],
+             "rec/train_label.txt": [f"rec/train/w{i}.png\tAB" for i in range(3)],
+             "rec/test_label.txt": ["rec/test/w0.png\tCD", "rec/test/missing.png\tEF"]}
+    for label, lines in files.items():
+        (root / label).parent.mkdir(parents=True, exist_ok=True)
+        (root / label).write_text("\n".join(lines) + "\n")
+        for picture_path in (root / line.split("\t")[0] for line in lines if "\t" in line and "missing" not in line):
+            picture_path.parent.mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(picture_path), np.full((32, 48, 3), 255, np.uint8))
+    return root
+
+
 def picture(seed: int, w: int = 1280, h: int = 720) -> bytes:
     """A detection picture as detection_pairs returns it (PNG bytes, full resolution, noisy: compresses badly)."""
     import cv2
@@ -71,7 +97,9 @@ def written(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """Run the components; returns {"reports": name -> (kind, text), "metrics": name -> {key: value}}."""
     mp = pytest.MonkeyPatch()
     tmp = tmp_path_factory.mktemp("ui")
+    real_write_info = _kfp_io.write_info
     mp.setenv("OCRFLOW_WORK_DIR", str(tmp / "work"))
+    import components.steps.data as data_steps
     import components.steps.models as models
     import components.steps.registry as registry
     import components.steps.train as train_steps
@@ -100,11 +128,14 @@ def written(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     trained = Manifest("model", str(run_dir), [manifest.FileEntry("report.html", full_report.stat().st_size, "0" * 64)])
     mp.setattr(train_steps, "launch_training_step", lambda *a, **k: trained)
 
+    from components.check_new_data import check_new_data
     from components.evaluate import evaluate
     from components.export import export
+    from components.export_start import export_start
     from components.gate import gate
     from components.system_eval import system_eval
     from components.train import train
+    from components.validate_data import validate_data
 
     def art(name: str, content: dict | None = None) -> FakeArtifact:
         return FakeArtifact(tmp / name, content)
@@ -128,13 +159,51 @@ def written(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     m = art("parity")
     export.python_func("det", art("em", model), art("ed", {"uri": "s3://ocrflow/ds"}), [], 1e-3, art("onnx"), m)
     metrics["export"] = m.metrics
+
+    # export start: the real content-keyed export_start_model (the start model's manifest and the reuse
+    # check stubbed) and the real write_info; export_model's stub returns what a start export publishes
+    start_parity = {"max_abs": 3.1e-07, "passed": True, "metric": "hmean", "eager": START_DET, "onnx": START_DET}
+    exported: list[str] = []
+    mp.setattr(models, "read_manifest", lambda uri: Manifest("model", uri, []))
+    mp.setattr(models, "is_published", lambda uri: False)
+    mp.setattr(models, "export_model", lambda model_type, src, data_uri, out_uri, *a, **k: exported.append(out_uri)
+               or Manifest("model", out_uri, [manifest.FileEntry("model.onnx", 1, "1" * 64)], extra={"parity": start_parity}))
+    mp.setattr(_kfp_io, "write_info", real_write_info)
+    m, onnx = art("start-parity"), art("start-onnx")
+    export_start.python_func("det", "s3://ocrflow/start-det", art("sd", {"uri": "s3://ocrflow/ds"}), [], 1e-3,
+                             "s3://ocrflow", onnx, m)
+    metrics["export start"] = m.metrics
+    m, none = art("start-parity-none"), art("start-onnx-none")
+    export_start.python_func("rec", "", art("sd", {"uri": "s3://ocrflow/ds"}), [], 1e-3, "s3://ocrflow", none, m)
+    start = {"exported": exported, "onnx": onnx.metadata, "none": json.loads(Path(none.path).read_text()),
+             "none_metrics": m.metrics}
     m, rep = art("train-metrics"), art("train.html")
     train.python_func(model_type="det", config="c.yml", overrides=[], extra_overrides=[], data=art("td", {"uri": "s3://d"}),
                       step="det_finetune", store_root="s3://ocrflow", launcher="inprocess", workers=1, gpus=0, epochs=1,
                       model=art("train-model"), metrics=m, report=rep, shards=art("ts", {"uri": "s3://d-shards"}))
     reports["train"], metrics["train"] = ("html", Path(rep.path).read_text()), m.metrics
+
+    # check new data: the real step (the raw dataset's digest, the decision) against a stubbed pointer
+    raw = tiny_dataset(tmp / "raw")
+    digest = data_steps.dataset_digest(str(raw))
+    for name, pointer in (("check new data", None),
+                          ("check new data (seen)", {"version": "v3", "data": {"uri": str(raw), "digest": digest}})):
+        mp.setattr(data_steps, "production_pointer", lambda registry_uri, model_name, p=pointer: p)
+        m = art(name.replace(" ", "-"))
+        outs = [str(tmp / f"{name}-{o}") for o in ("incoming", "production", "version", "fingerprint")]
+        returned = check_new_data.python_func(str(raw), "s3://ocrflow/registry", "ppocrv3", m, *outs)
+        metrics[name] = m.metrics
+        assert returned is (pointer is None) and Path(outs[0]).read_text() == digest
+
+    # validate data: the real step on the same dataset, published to a local store
+    from ocr_core.storage.manifest import sync_up
+
+    sync_up(raw, str(tmp / "store" / "ds"), quiet=True)
+    m = art("validate-stats")
+    validate_data.python_func(art("vd", {"uri": str(tmp / "store" / "ds")}), 0.25, m)
+    metrics["validate data"] = m.metrics
     mp.undo()
-    return {"reports": reports, "metrics": metrics, "tmp": tmp, "full_training_report": full_report}
+    return {"reports": reports, "metrics": metrics, "tmp": tmp, "full_training_report": full_report, "start": start}
 
 
 def test_reports_hold_the_numbers(written: dict[str, Any]) -> None:
@@ -178,12 +247,21 @@ def test_reports_are_self_contained_and_within_ui_limits(written: dict[str, Any]
     assert sizes == [(450, 800)] * 6  # 1280x720 PNGs came in, 800 px JPEGs went out
 
 
+def test_every_component_with_metrics_is_run(written: dict[str, Any]) -> None:
+    """The fixture drives every component that has an ``Output[Metrics]``: a new one must join it."""
+    with_metrics = {p.stem.replace("_", " ") for p in COMPONENTS.glob("[!_]*.py")
+                    if re.search(r":\s*Output\[Metrics\]", p.read_text())}
+    run = {re.sub(r" (det|rec|\(seen\))$", "", name) for name in written["metrics"]}
+    assert with_metrics == run, (with_metrics, run)
+
+
 def test_metric_keys_follow_one_naming(written: dict[str, Any]) -> None:
     names = "|".join(map(re.escape, _kfp_io.METRIC_NAMES))
     prefixes = "|".join(_kfp_io.MODEL_PREFIXES)
     rule = re.compile(rf"((?:{prefixes})_)?({names})")
+    assert not [k for k in _kfp_io.COUNTERS if rule.fullmatch(k)]  # a counter is never also a comparison metric
     for step, values in written["metrics"].items():
-        bad = [k for k in values if k not in COUNTERS and not rule.fullmatch(k)]
+        bad = [k for k in values if k not in _kfp_io.COUNTERS and not rule.fullmatch(k)]
         assert not bad, f"{step}: metric keys outside the naming of components/_kfp_io.py: {bad}"
     m = written["metrics"]
     assert {"candidate_hmean", "candidate_precision", "candidate_recall", "off_the_shelf_hmean"} <= set(m["evaluate det"])
@@ -192,6 +270,27 @@ def test_metric_keys_follow_one_naming(written: dict[str, Any]) -> None:
     assert {"eager_hmean", "onnx_hmean"} <= set(m["export"])
     assert m["system eval"]["candidate_hmean"] == m["gate"]["candidate_hmean"] == pytest.approx(0.595)
     assert m["gate"]["champion_hmean"] == m["system eval"]["start_hmean"] == pytest.approx(0.16)
+
+
+def test_export_start_logs_the_start_models_parity(written: dict[str, Any]) -> None:
+    m, start = written["metrics"]["export start"], written["start"]
+    assert m == pytest.approx({"parity_max_abs_diff": 3.1e-07, "parity_passed": 1.0,
+                               **{f"eager_{k}": v for k, v in START_DET.items()}})
+    [out] = start["exported"]  # the content-keyed prefix under the store root, what the artifact names
+    assert re.fullmatch(r"s3://ocrflow/runs/[0-9a-f]{16}/start_det-onnx", out) and start["onnx"]["uri"] == out
+    # no start model (trained from scratch): an empty artifact and no metrics
+    assert start["none"]["uri"] == "" and start["none"]["kind"] == "none" and start["none_metrics"] == {}
+
+
+def test_check_new_data_and_validate_data_log_the_steps_numbers(written: dict[str, Any]) -> None:
+    m = written["metrics"]
+    assert m["check new data"] == {"is_new": 1.0} and m["check new data (seen)"] == {"is_new": 0.0}
+    assert m["validate data"] == pytest.approx({  # what tiny_dataset holds
+        "det_train_lines": 3.0, "det_train_bad_lines": 1.0, "det_train_boxes": 3.0,
+        "det_test_lines": 1.0, "det_test_bad_lines": 0.0, "det_test_boxes": 2.0,
+        "rec_train_lines": 3.0, "rec_train_bad_lines": 0.0, "rec_test_lines": 2.0, "rec_test_bad_lines": 1.0,
+        "error_ratio": 2 / 9})
+    assert all(isinstance(v, float) for v in m["validate data"].values())
 
 
 def chromium(args: list[str], timeout: int = 60) -> subprocess.CompletedProcess:
