@@ -9,6 +9,23 @@ from pathlib import Path
 _FMT = "[%(asctime)s] %(levelname)s %(message)s"
 
 
+class _StdoutHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stdout`` is when a record is emitted, not the one it was created with:
+    a handler bound to a stream that was since replaced and closed (in-process ``main()`` calls under a
+    capturing test runner, a notebook's redirected output) would print a logging traceback instead."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stdout)
+
+    @property
+    def stream(self):  # type: ignore[override]
+        return sys.stdout
+
+    @stream.setter
+    def stream(self, _value) -> None:
+        pass
+
+
 def setup_logger(log_file: str | Path | None = None, rank: int = 0, level: int = logging.INFO) -> logging.Logger:
     """Configure and return the ``ocrflow`` logger (idempotent; re-targets the log file)."""
     logger = logging.getLogger("ocrflow")
@@ -17,7 +34,7 @@ def setup_logger(log_file: str | Path | None = None, rank: int = 0, level: int =
     for h in list(logger.handlers):
         logger.removeHandler(h)
         h.close()
-    console = logging.StreamHandler(sys.stdout)
+    console = _StdoutHandler()
     console.setFormatter(logging.Formatter(_FMT if rank == 0 else f"[rank {rank}] " + _FMT, "%Y-%m-%d %H:%M:%S"))
     logger.addHandler(console)
     if log_file is not None and rank == 0:
