@@ -22,8 +22,8 @@ class _StdoutHandler(logging.StreamHandler):
         return sys.stdout
 
     @stream.setter
-    def stream(self, _value) -> None:
-        pass
+    def stream(self, value) -> None:
+        del value  # StreamHandler.__init__/setStream assign it; the stream is read at emit time
 
 
 def setup_logger(log_file: str | Path | None = None, rank: int = 0, level: int = logging.INFO) -> logging.Logger:
