@@ -30,6 +30,7 @@ Credentials: env only (kfp-kubernetes secret/config map on a cluster, the runner
 """
 
 
+import difflib
 import inspect
 from collections.abc import Mapping
 from typing import Any
@@ -50,6 +51,7 @@ from components.publish import publish
 from components.system_eval import system_eval
 from components.train import train
 from components.validate_data import validate_data
+from ocr_core.errors import ConfigError
 
 PIPELINE_NAME = "ocr-train-pipeline"
 OBJECT_STORE_SECRET = "ocrflow-objectstore"  # manifests/base/objectstore-secret.yaml
@@ -64,19 +66,40 @@ DISTILL_RECIPE_OVERRIDES = ["Optimizer.lr.reference_batch_size=64"]
 DATA_RETRIES = 2
 
 
+_TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", list: "a JSON list"}
+
+
+def _check_names_and_types(params: Mapping[str, Any], parameters: Mapping[str, inspect.Parameter]) -> None:
+    """Every name in ``params`` is a parameter of the pipeline function, its value of the annotated type."""
+    for name, v in params.items():
+        if name not in parameters:
+            near = difflib.get_close_matches(name, list(parameters), n=1)
+            hint = f"did you mean {near[0]}?" if near else f"the parameters are: {', '.join(parameters)}"
+            raise ConfigError(f"unknown pipeline parameter; {hint}", name)
+        kind = parameters[name].annotation
+        ok = (isinstance(v, (int, float)) if kind is float else isinstance(v, kind)) and not isinstance(v, bool)
+        if kind in _TYPE_NAMES and not ok:
+            raise ConfigError(f"expected {_TYPE_NAMES[kind]}, got {type(v).__name__} {v!r}", name)
+
+
 def check_arguments(params: Mapping[str, Any]) -> None:
     """Reject run arguments the DAG cannot run, before anything starts (``ConfigError`` naming the
-    parameter). On a cluster the first step (``ingest``) checks the same, ``build shards`` its ``data_format``,
+    parameter): an unknown name (with the nearest known one), a value of the wrong type, a negative
+    ``epochs``/``gpus``, ``workers`` below 1, a bad enum or combination. On a cluster the first step (``ingest``) checks the same, ``build shards`` its ``data_format``,
     each ``train`` step ``workers``/``min_workers``."""
     from components.steps.data import check_data_format
     from components.steps.train import check_det_recipe, check_elastic
     from ocr_core.export.checked import check_format
 
     defaults = inspect.signature(ocr_train_pipeline.pipeline_func).parameters
+    _check_names_and_types(params, defaults)
 
     def value(name: str) -> Any:
         return params.get(name, defaults[name].default)
 
+    for name in ("epochs", "gpus"):
+        if value(name) < 0:
+            raise ConfigError(f"must be >= 0, got {value(name)}", name)
     check_det_recipe(value("det_recipe"), value("det_teacher_init_uri"))
     check_format(value("export_format"), "export_format")
     check_data_format(value("data_format"))

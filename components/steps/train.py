@@ -63,7 +63,7 @@ def check_det_recipe(det_recipe: str, det_teacher_init_uri: str = "") -> None:
 
 
 def check_elastic(workers: int, min_workers: int) -> None:
-    """Fail fast on a ``min_workers`` the DAG cannot run (``ConfigError`` naming the parameter).
+    """Fail fast on a ``workers``/``min_workers`` the DAG cannot run (``ConfigError`` naming the parameter).
 
     ``min_workers`` 0 is a fixed-size job of ``workers`` nodes; 0 < ``min_workers`` < ``workers``
     makes each training step an elastic PyTorchJob that keeps training on ``min_workers`` to
@@ -72,6 +72,8 @@ def check_elastic(workers: int, min_workers: int) -> None:
     if min_workers < 0:
         raise ConfigError(f"min_workers must be >= 0 (0: a fixed-size job of `workers` nodes), got {min_workers}")
     if min_workers == 0:
+        if workers < 1:
+            raise ConfigError(f"workers must be >= 1 (the number of training nodes), got {workers}")
         return
     if workers < 2:
         raise ConfigError(f"min_workers={min_workers} needs workers >= 2 (an elastic job runs between min_workers "

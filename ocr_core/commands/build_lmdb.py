@@ -29,14 +29,18 @@ def run(args: argparse.Namespace) -> int:
     from ocr_core.data.lmdb_build import build_lmdb
     from ocr_core.errors import ConfigError
 
+    if args.max_text_length is not None and args.max_text_length < 1:
+        raise ConfigError(f"must be >= 1, got {args.max_text_length}", "--max-text-length")
+    if args.map_size_mb < 1:
+        raise ConfigError(f"must be >= 1, got {args.map_size_mb}", "--map-size-mb")
+    if not args.delimiter:
+        raise ConfigError("must not be empty (the default is a tab)", "--delimiter")
     charset = None
     if args.dict_path:
         path = None if args.dict_path == "default" else args.dict_path
         chars = read_charset(path, args.use_space_char)
         # the built-in set lowercases labels before encoding: accept upper case letters as well
         charset = set(chars) | ({c.upper() for c in chars} if charset_lowercases(path) else set())
-    if args.max_text_length is not None and args.max_text_length < 1:
-        raise ConfigError(f"must be >= 1, got {args.max_text_length}", "--max-text-length")
     stats = build_lmdb(args.label_file, args.data_dir, args.out, delimiter=args.delimiter,
                        check=not args.no_check, charset=charset, max_text_length=args.max_text_length,
                        map_size=args.map_size_mb << 20, overwrite=args.overwrite)

@@ -44,6 +44,8 @@ def default_prefix(image_dir: str | None, out: str) -> str:
 def run(args: argparse.Namespace) -> int:
     from ocr_core.data import icdar
 
+    if os.path.isdir(args.out) and not (args.reverse and args.mode == "det"):
+        raise DataError(f"{args.out}: --out is a directory (expected a label file to write)")
     if args.reverse:
         if not args.label_file:
             raise DataError("--reverse needs --label-file")

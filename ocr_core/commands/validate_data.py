@@ -26,7 +26,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ocr_core.data.charset import charset_lowercases, read_charset
     from ocr_core.data.validate import validate_labels
+    from ocr_core.errors import ConfigError, DataError
 
+    if not args.delimiter:
+        raise ConfigError("must not be empty (the default is a tab)", "--delimiter")
+    if args.data_dir and not os.path.isdir(args.data_dir):
+        why = "is not a directory" if os.path.exists(args.data_dir) else "does not exist"
+        raise DataError(f"{args.data_dir}: --data-dir {why}")
     charset = None
     lower = False
     if args.dict_path and args.mode == "rec":

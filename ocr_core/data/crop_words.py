@@ -211,13 +211,16 @@ def crop_words(gt_dir: str, image_dir: str, out_dir: str, *, min_size: int = 4, 
         keep_gt_start: Trust each quad's first gt point as its top-left (see :func:`order_quad`).
 
     Raises:
-        DataError: a missing gt dir, a malformed gt line (``file:line``), an undecodable image, an
+        DataError: a missing gt dir or image dir, a malformed gt line (``file:line``), an undecodable image, an
             output dir that is or contains an input dir.
     """
     if ext not in CROP_EXTS:
         raise DataError(f"crop extension must be one of {', '.join(CROP_EXTS)}, got {ext!r}")
     if not os.path.isdir(gt_dir):
         raise DataError(f"{gt_dir}: gt directory does not exist")
+    if not os.path.isdir(image_dir):
+        why = "is not a directory" if os.path.exists(image_dir) else "does not exist"
+        raise DataError(f"{image_dir}: image directory {why}")
     _check_out_dir(out_dir, (gt_dir, image_dir), overwrite)
     names = sorted((n for n in os.listdir(gt_dir) if n.lower().endswith(".txt")), key=_natural_key)
     if not names:

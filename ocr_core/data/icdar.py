@@ -11,6 +11,7 @@ included (``gen_label.py`` removes every space and every quote); inside the quot
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from collections.abc import Iterable, Iterator
@@ -272,12 +273,20 @@ def rec_labels_to_icdar(label_file: str, out_file: str, *, bom: bool = True, crl
 
 
 def _write_lines(path: str, lines: list[str]) -> None:
+    """Write ``lines`` to ``path`` atomically (a temporary file beside it, removed on any failure)."""
+    if os.path.isdir(path):
+        raise DataError(f"{path}: is a directory (expected a label file to write)")
     parent = os.path.dirname(os.path.abspath(path))
     os.makedirs(parent, exist_ok=True)
     tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8", newline="\n") as fh:
-        fh.writelines(line + "\n" for line in lines)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8", newline="\n") as fh:
+            fh.writelines(line + "\n" for line in lines)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise
 
 
 __all__ = [

@@ -264,13 +264,19 @@ def validate_labels(
         progress: Show a progress bar when stderr is a terminal.
 
     Raises:
-        DataError: if a label file cannot be read.
+        DataError: if a label file cannot be read, ``data_dir`` is given but is not a directory, or
+            ``delimiter`` is empty.
     """
     from ocr_core.progress import progress as progress_bar
 
     files = [label_files] if isinstance(label_files, str) else list(label_files)
     if mode not in ("det", "rec"):
         raise DataError(f"mode must be 'det' or 'rec', got {mode!r}")
+    if not delimiter:
+        raise DataError("the delimiter between image path and label must not be empty")
+    if data_dir and not os.path.isdir(data_dir):
+        raise DataError(f"{data_dir}: data dir " + ("is not a directory" if os.path.exists(data_dir)
+                                                    else "does not exist"))
     stats = DatasetStats(mode=mode, label_files=files)
     errors: list[Issue] = []
     warnings: list[Issue] = []
