@@ -17,6 +17,9 @@ from ocr_core.errors import ConfigError
 from ocr_core.registry import check_dataclass, check_kwargs
 
 SECTIONS = ("Global", "Architecture", "Loss", "Optimizer", "PostProcess", "Metric", "Train", "Eval")
+#: ``Optimizer.name`` / ``Optimizer.lr.name`` values :mod:`ocr_core.engine.optim` builds
+OPTIMIZERS = ("Adam", "AdamW", "Momentum", "SGD")
+LR_SCHEDULES = ("Const", "Cosine", "Piecewise", "Step", "Linear", "Polynomial")
 
 
 @dataclass
@@ -139,9 +142,19 @@ class OptimizerConfig:
 
 
 
+#: the least value of a numeric ``Global`` key (every entry of a list one); None (unset) passes
+_GLOBAL_MINIMUM = {"epoch_num": 1, "grad_accum_steps": 1, "log_smooth_window": 1, "max_text_length": 1,
+                   "max_steps": 1, "save_step_interval": 1, "print_batch_step": 0, "save_epoch_step": 0,
+                   "eval_batch_step": 0, "eval_batch_epoch": 0, "eval_visualize": 0, "max_train_seconds": 0}
+
+
 def parse_global(cfg: dict[str, Any]) -> GlobalConfig:
     """Typed view of ``cfg['Global']`` (raises ConfigError naming the key)."""
     g: GlobalConfig = check_dataclass(GlobalConfig, cfg.get("Global"), "Global")
+    for key, least in _GLOBAL_MINIMUM.items():
+        value = getattr(g, key)
+        if any(v is not None and not v >= least for v in (value if isinstance(value, list) else [value])):  # NaN too
+            raise ConfigError(f"must be >= {least}, got {value!r}", f"Global.{key}")
     if g.dist_timeout_s is not None and not 0 < g.dist_timeout_s < float("inf"):  # NaN and inf too
         raise ConfigError(f"must be a number of seconds > 0 (or null: PyTorch's defaults), got {g.dist_timeout_s}",
                           "Global.dist_timeout_s")
@@ -324,7 +337,11 @@ def validate_config(cfg: dict[str, Any]) -> dict[str, Any]:
             _check_named(METRICS, cfg["Metric"], "Metric")
         if cfg.get("Optimizer") is not None:
             opt = check_dataclass(OptimizerConfig, cfg["Optimizer"], "Optimizer")
-            check_dataclass(LRConfig, opt.lr, "Optimizer.lr")
+            lr = check_dataclass(LRConfig, opt.lr, "Optimizer.lr")
+            for name, known, key in ((opt.name, OPTIMIZERS, "Optimizer.name"),
+                                     (lr.name, LR_SCHEDULES, "Optimizer.lr.name")):
+                if name not in known:
+                    raise ConfigError(f"unsupported {name!r}; choose {', '.join(known)}", key)
             check_dataclass(RegularizerConfig, opt.regularizer, "Optimizer.regularizer")
         for sec in ("Train", "Eval"):
             if cfg.get(sec) is not None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import inspect
 import logging
 import math
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Optional
@@ -145,6 +146,12 @@ def build_dataloader(
     cls = DATASETS.get(ds_cfg.pop("name"), f"{where}.name")
     transforms = ds_cfg.pop("transforms", None)
     check_kwargs(cls, ds_cfg, where)
+    data_dir = ds_cfg.get("data_dir")
+    shards = isinstance(cls, type) and issubclass(cls, IterableDataset)  # its data_dir: a URI, or its manifest.json
+    if isinstance(data_dir, str) and data_dir and not shards and not os.path.isdir(data_dir):
+        # refused here: the dataset would reject every sample, one warning each
+        raise ConfigError(f"{data_dir}: " + ("is not a directory" if os.path.exists(data_dir) else "does not exist"),
+                          f"{where}.data_dir")
     if "seed" not in ds_cfg and "seed" in inspect.signature(cls).parameters:
         ds_cfg["seed"] = seed
     dataset = cls(**ds_cfg, transforms=transforms, mode=mode.lower(), global_cfg=global_cfg,

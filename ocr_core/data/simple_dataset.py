@@ -4,7 +4,8 @@ Differences from PaddleOCR, all deliberate:
 
 * Lines are checked once at load time (:func:`ocr_core.data.validate.check_line`, structure
   only); bad lines are skipped, counted in ``stats["bad_lines"]`` and logged with ``file:line``.
-  ``ratio_list`` then samples from the good lines of each file.
+  ``ratio_list`` then samples from the good lines of each file. When no line is usable, the
+  :class:`DataError` names the first bad line (and the per-line warnings are not logged).
 * A new subset for ``ratio < 1`` is drawn by :meth:`SimpleDataSet.set_epoch` (PaddleOCR rebuilds
   the whole loader with ``seed=epoch``); the draw is deterministic in ``(seed, epoch)``.
 * A rejected sample (a transform returned None or raised :class:`DataError`) is replaced by a
@@ -210,9 +211,17 @@ class SimpleDataSet(OCRDataset):
             self.label_kind = "rec"
         else:
             self.label_kind = "any"
+        self._bad_lines: list[str] = []  # the first bad lines' issues: warned about once a usable line is found
         self.file_entries = [self._read_file(f) for f in files]
-        if not any(self.file_entries):
-            raise DataError(f"no usable lines in {', '.join(files)} ({self.stats['bad_lines']} bad line(s) skipped)")
+        n_bad = self.stats["bad_lines"]
+        if not any(self.file_entries):  # one error, naming the first bad line, instead of a warning per line
+            more = f" (and {n_bad - 1} more bad line(s))" if n_bad > 1 else ""
+            why = f": {self._bad_lines[0]}{more}" if self._bad_lines else f" ({n_bad} bad line(s) skipped)"
+            raise DataError(f"no usable lines in {', '.join(files)}{why}")
+        for issue in self._bad_lines:
+            logger.warning("%s; line skipped", issue)
+        if n_bad > _MAX_LOGGED_BAD_LINES:
+            logger.warning("%d more bad label lines; not logging each", n_bad - _MAX_LOGGED_BAD_LINES)
         self.epoch = 0
         self.data_lines: list[LabelEntry] = self._draw(0)
         logger.info("%s: %d samples from %d label file(s) (%d bad lines skipped)", type(self).__name__,
@@ -228,9 +237,7 @@ class SimpleDataSet(OCRDataset):
                 continue
             self.stats["bad_lines"] += 1
             if self.stats["bad_lines"] <= _MAX_LOGGED_BAD_LINES:
-                logger.warning("%s; line skipped", res.issues[0])
-            elif self.stats["bad_lines"] == _MAX_LOGGED_BAD_LINES + 1:
-                logger.warning("more bad label lines; not logging each")
+                self._bad_lines.append(str(res.issues[0]))
         return entries
 
     def _draw(self, epoch: int) -> list[LabelEntry]:

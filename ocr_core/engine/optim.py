@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ocr_core.config.schema import LRConfig, OptimizerConfig, RegularizerConfig
+from ocr_core.config.schema import LR_SCHEDULES, OPTIMIZERS, LRConfig, OptimizerConfig, RegularizerConfig
 from ocr_core.errors import ConfigError
 from ocr_core.registry import check_dataclass
 
@@ -119,7 +119,7 @@ def build_optimizer(opt_cfg: dict[str, Any] | None, model: nn.Module, epochs: in
     elif name in ("Momentum", "SGD"):
         optimizer = torch.optim.SGD(groups, lr=base_lr, momentum=opt.momentum if name == "Momentum" else 0.0)
     else:
-        raise ConfigError(f"unsupported optimizer {name!r}; choose Adam, AdamW, Momentum or SGD", "Optimizer.name")
+        raise ConfigError(f"unsupported {name!r}; choose {', '.join(OPTIMIZERS)}", "Optimizer.name")
     fn = lr_lambda(lr_cfg, epochs, steps_per_epoch)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: fn(step) / base_lr if base_lr else 0.0)
     return optimizer, scheduler
@@ -168,8 +168,7 @@ def lr_lambda(lr: LRConfig, epochs: int, steps_per_epoch: int) -> Callable[[int]
             frac = min(step, total) / total
             return (base - lr.end_lr) * (1 - frac) ** power + lr.end_lr
     else:
-        raise ConfigError(f"unsupported lr {lr.name!r}; choose Const, Cosine, Piecewise, Step, Linear, Polynomial",
-                          "Optimizer.lr.name")
+        raise ConfigError(f"unsupported {lr.name!r}; choose {', '.join(LR_SCHEDULES)}", "Optimizer.lr.name")
 
     if warmup <= 0:
         return inner

@@ -222,9 +222,7 @@ def train(cfg: dict[str, Any], hooks: TrainHooks | None = None) -> dict[str, Any
 
 
 def _train(run: Run) -> dict[str, Any]:
-    g = run.g
-    if g.save_step_interval is not None and g.save_step_interval < 1:
-        raise ConfigError(f"must be >= 1 (or unset), got {g.save_step_interval}", "Global.save_step_interval")
+    g = run.g  # its numeric keys' ranges are checked by parse_global
     _build_loaders(run, with_train=True)  # batch size and data checks
     open_held_log(run.save_dir / "train.log", run.dist.rank)  # the checks passed: save_model_dir and train.log (with the lines so far)
     if run.dist.is_main:
