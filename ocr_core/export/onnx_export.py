@@ -144,11 +144,15 @@ def sample_input(model_type: str, rec_shape: Optional[list[int]] = None, batch: 
     return torch.randn(batch, 3, *DET_SAMPLE_HW, generator=gen)
 
 
+def _check_opset(opset: int) -> None:
+    if opset < 17:
+        raise ConfigError(f"opset must be >= 17, got {opset}", "opset")
+
+
 def to_onnx(model: nn.Module, model_type: str, opset: int = DEFAULT_OPSET,
             example: Optional[torch.Tensor] = None, optimize: bool = True) -> onnx.ModelProto:
     """Trace ``model`` (export mode, eval) into an ONNX ModelProto with dynamic axes."""
-    if opset < 17:
-        raise ConfigError(f"opset must be >= 17, got {opset}", "opset")
+    _check_opset(opset)
     in_name, out_name = IO_NAMES[model_type]
     example = sample_input(model_type) if example is None else example
     if model_type == "rec":
@@ -331,10 +335,11 @@ def export_onnx(cfg: dict[str, Any], out_dir: str | Path, checkpoint: Optional[s
         exported: An already built model (skips building/loading).
         loaded: The checkpoint already read (see :func:`load_export_model`).
     """
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    _check_opset(opset)  # bad settings and an unreadable checkpoint are refused before out_dir exists
     if exported is None:
         exported = load_export_model(cfg, checkpoint or checkpoint_from_config(cfg), role, loaded=loaded)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
     rec_shape = None
     example = None
     meta = md.build_metadata(cfg, exported.model_type, exported.algorithm, config_hash(cfg),

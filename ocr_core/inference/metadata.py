@@ -201,7 +201,13 @@ def read_metadata(source: Any) -> dict[str, Any]:
         return decode({p.key: p.value for p in source.metadata_props})
     import onnx
 
-    model = onnx.load(str(source), load_external_data=False)
+    try:
+        model = onnx.load(str(source), load_external_data=False)
+    except OSError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - protobuf's DecodeError and friends: not an ONNX file
+        reason = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)
+        raise MetadataError(f"not an ONNX model: {source} ({reason})") from None
     return decode({p.key: p.value for p in model.metadata_props})
 
 

@@ -47,12 +47,17 @@ def make_session(model_path: str | Path, providers: Optional[Sequence[str]] = No
                  intra_op_num_threads: Optional[int] = None) -> Any:
     """An ``onnxruntime.InferenceSession`` with full graph optimisation."""
     import onnxruntime as ort
+    from onnxruntime.capi.onnxruntime_pybind11_state import InvalidGraph, InvalidProtobuf
 
     so = ort.SessionOptions()
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     if intra_op_num_threads:
         so.intra_op_num_threads = int(intra_op_num_threads)
-    return ort.InferenceSession(str(model_path), so, providers=list(providers or default_providers()))
+    try:
+        return ort.InferenceSession(str(model_path), so, providers=list(providers or default_providers()))
+    except (InvalidGraph, InvalidProtobuf) as exc:  # a file that is not ONNX (or not a valid graph)
+        reason = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)
+        raise md.MetadataError(f"not an ONNX model onnxruntime can load: {model_path} ({reason})") from None
 
 
 class _Predictor:

@@ -131,6 +131,8 @@ class EmbeddedS3:
                  bucket: str = "ocrflow", session: str | None = None, access_key: str | None = None,
                  secret_key: str | None = None, region: str = "us-east-1", binary: str | None = None,
                  startup_timeout: float = 30.0, stop_timeout: float = 5.0) -> None:
+        if port is not None and not 0 <= port <= 65535:
+            raise StorageError(f"--port must be 1-65535 (or 0 for a free one), got {port}")
         self._ephemeral = data_dir is None and session is None
         self.data_dir: Path | None = (Path(data_dir) if data_dir is not None
                                       else default_data_dir(session) if session else None)

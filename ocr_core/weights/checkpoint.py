@@ -17,6 +17,8 @@ import hashlib
 import logging
 import os
 import random
+import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -89,6 +91,28 @@ def save_checkpoint(path: str | os.PathLike[str], payload: dict[str, Any]) -> Pa
     return p
 
 
+def _load_failure(exc: Exception) -> str:
+    """One line for why ``torch.load(weights_only=True)`` failed (torch's own text is a multi-line how-to
+    that suggests ``weights_only=False``, which must not be followed for a file one did not write)."""
+    text = str(exc)
+    if "Weights only load failed" not in text:
+        return next((ln.strip() for ln in text.splitlines() if ln.strip()), type(exc).__name__)
+    reason = text.split("WeightsUnpickler error:", 1)[1] if "WeightsUnpickler error:" in text else ""
+    reason = next((ln.strip() for ln in reason.splitlines() if ln.strip()), "")
+    glob = re.search(r"Unsupported global: GLOBAL (\S+)", reason)
+    opcode = re.match(r"Unsupported operand (\d+)", reason)
+    if opcode:  # not a pickle torch writes: garbage, or a pickle protocol/opcode outside the safe subset
+        return (f"not a torch file of tensors and plain containers (pickle opcode {opcode.group(1)} is not "
+                "accepted), so it was not loaded (weights_only=True)")
+    if glob:
+        reason = f"unsupported global {glob.group(1)}"
+    elif reason:
+        reason = reason.split(". ", 1)[0].rstrip(".")
+    why = f" ({reason})" if reason else ""
+    return (f"it holds pickled objects other than tensors and plain containers{why}, "
+            "so it was not loaded (weights_only=True)")
+
+
 def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Load a checkpoint safely (``weights_only=True``). Raw state dicts are wrapped."""
     p = resolve_path(path)
@@ -97,9 +121,11 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
 
         return {"model": read_pdparams(p)}
     try:
-        obj = torch.load(p, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # "Detected pickle protocol 4 ...": noise beside the real error
+            warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+            obj = torch.load(p, map_location=map_location, weights_only=True)
     except Exception as exc:  # noqa: BLE001 - report any unpickling failure with the path
-        raise CheckpointError(f"cannot read checkpoint {p}: {exc}") from None
+        raise CheckpointError(f"cannot read checkpoint {p}: {_load_failure(exc)}") from None
     if isinstance(obj, dict) and "model" in obj and isinstance(obj["model"], dict):
         return obj
     if isinstance(obj, dict) and all(isinstance(v, torch.Tensor) for v in obj.values()):
