@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from importlib.metadata import entry_points
 
 from ocr_core.errors import OCRFlowError
+from ocr_core.observability.logging import close_log_files
 
 ENTRY_POINT_GROUP = "ocrflow.verbs"
 
@@ -187,6 +188,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"ocrflow {args.verb}: interrupted", file=sys.stderr)
         return 130
     finally:
+        close_log_files()  # this verb's train.log/eval.log: main() may run again in this process
         if limit is not None:  # main() may run in process (tests, the worker entry point)
             if saved_limit is None:
                 os.environ.pop(MAX_PIXELS_ENV, None)

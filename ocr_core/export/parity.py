@@ -177,6 +177,7 @@ def eager_metric(cfg: dict[str, Any], exported: ExportedModel) -> dict[str, floa
     from ocr_core.engine.distributed import cleanup
     from ocr_core.engine.loop import evaluate
     from ocr_core.engine.run import prepare
+    from ocr_core.observability.logging import close_log_files
 
     with tempfile.TemporaryDirectory() as tmp:
         run = prepare(eager_config(cfg, exported, tmp), "eval")
@@ -187,6 +188,7 @@ def eager_metric(cfg: dict[str, Any], exported: ExportedModel) -> dict[str, floa
                             model_type=run.model_type, amp=False, channels_last=bool(run.g.channels_last),
                             show_progress=run.dist.is_main)
         finally:
+            close_log_files()  # its eval.log goes with tmp
             cleanup()
 
 

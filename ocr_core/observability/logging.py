@@ -80,3 +80,16 @@ def open_held_log(log_file: str | Path, rank: int = 0) -> None:
     for fh in (h for h in logger.handlers if isinstance(h, logging.FileHandler)):
         for record in records:
             fh.handle(record)
+
+
+def close_log_files() -> None:
+    """Detach and close the ``ocrflow`` logger's log files (and any held records); the console stays.
+
+    A run's ``train.log``/``eval.log`` belongs to that run: called when a CLI verb returns (``main()``
+    may run again in the same process) and when an evaluation in a temporary directory ends, so a
+    later record is never written into, or re-opened at, a file of a finished run."""
+    logger = logging.getLogger("ocrflow")
+    for h in list(logger.handlers):
+        if isinstance(h, (logging.FileHandler, _Held)):
+            logger.removeHandler(h)
+            h.close()
