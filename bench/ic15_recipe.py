@@ -21,9 +21,9 @@ are cut from the det ground truth when ``RAW/rec`` is absent. The script
     python bench/ic15_recipe.py --raw data/ic15_raw --weights weights --out bench_out/ic15 \\
         --device cuda --det-seconds 200 --rec-seconds 80
 
-CPU (2 cores), the best measured: ``--device cpu --only det --det-batch 8 --det-epochs 20 --det-seconds 5400
---workers 2 --det-override Optimizer.lr.reference_batch_size=24`` (hmean 0.4359 -> 0.6388 in 44 min,
-docs/results.md).
+CPU (2 cores), the best measured: ``--device cpu --only det --det-batch 8 --det-epochs 30 --det-crop 512
+--det-seconds 5100 --workers 2 --det-override Optimizer.lr.reference_batch_size=24`` (hmean 0.4359 -> 0.6746
+in 71 min, docs/results.md).
 ``--dry-run`` runs every path on a few images in seconds (CI).
 """
 
